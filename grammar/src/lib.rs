@@ -1,0 +1,1 @@
+//! bfly-grammar

@@ -1,0 +1,349 @@
+//! The Graph IR: a `petgraph::StableDiGraph` of typed ops.
+//!
+//! Invariants (checked by `verify`):
+//! - every node's operands are the incoming edges, ordered by `Edge::slot`, each naming one
+//!   result of its source node;
+//! - the graph is acyclic; result types equal what `infer` derives from the operands;
+//! - every symbol used in a type has a bound on the graph;
+//! - parameter names are unique.
+
+use crate::infer::infer_types;
+use crate::op::{Op, Param};
+use crate::types::Type;
+use petgraph::Direction;
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::visit::EdgeRef;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::fmt;
+
+/// A node of the graph. Prints as `n12`; the text form numbers values in schedule order
+/// instead (see `print`), so ids never leak into golden text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub NodeIndex);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "n{}", self.0.index())
+    }
+}
+
+/// One result of one node: the SSA value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Value {
+    pub node: NodeId,
+    pub result: u32,
+}
+
+impl Value {
+    pub fn first(node: NodeId) -> Value {
+        Value { node, result: 0 }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.node, self.result)
+    }
+}
+
+/// Where a node came from in the model spec (1-based line and column).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Loc {
+    pub line: u32,
+    pub col: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub op: Op,
+    pub results: Vec<Type>,
+    pub loc: Option<Loc>,
+}
+
+/// Operand edge: feeds result `result` of the source into operand slot `slot`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edge {
+    pub slot: u32,
+    pub result: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output {
+    pub name: String,
+    pub value: Value,
+}
+
+/// Error building or checking a graph: which node (if any) and what is wrong.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IrError {
+    pub node: Option<NodeId>,
+    pub loc: Option<Loc>,
+    pub message: String,
+}
+
+impl IrError {
+    pub fn new(message: impl Into<String>) -> IrError {
+        IrError {
+            node: None,
+            loc: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for IrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(loc) = self.loc {
+            write!(f, "{}:{}: ", loc.line, loc.col)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for IrError {}
+
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    pub name: String,
+    /// Upper bounds of the symbolic dims (`T <= 64`), in declaration order.
+    pub bounds: Vec<(String, u64)>,
+    g: StableDiGraph<Node, Edge>,
+    inputs: Vec<NodeId>,
+    outputs: Vec<Output>,
+}
+
+impl Graph {
+    pub fn new(name: impl Into<String>) -> Graph {
+        Graph {
+            name: name.into(),
+            ..Graph::default()
+        }
+    }
+
+    pub fn bound(&self, sym: &str) -> Option<u64> {
+        self.bounds.iter().find(|(s, _)| s == sym).map(|(_, b)| *b)
+    }
+
+    pub fn set_bound(&mut self, sym: &str, max: u64) {
+        match self.bounds.iter_mut().find(|(s, _)| s == sym) {
+            Some(b) => b.1 = max,
+            None => self.bounds.push((sym.to_string(), max)),
+        }
+    }
+
+    pub fn add_input(&mut self, name: &str, ty: Type) -> Value {
+        let id = self.add_node(Op::Input { name: name.into() }, vec![ty], None);
+        self.inputs.push(id);
+        Value::first(id)
+    }
+
+    pub fn add_param(&mut self, param: Param, ty: Type) -> Value {
+        Value::first(self.add_node(Op::Param(param), vec![ty], None))
+    }
+
+    /// Adds an op, inferring its result types from the operands.
+    pub fn add_op(
+        &mut self,
+        op: Op,
+        operands: &[Value],
+        loc: Option<Loc>,
+    ) -> Result<Vec<Value>, IrError> {
+        let types: Vec<&Type> = operands.iter().map(|v| self.value_type(*v)).collect();
+        let results = infer_types(&op, &types).map_err(|message| IrError {
+            node: None,
+            loc,
+            message: format!("{}: {message}", op.name()),
+        })?;
+        Ok(self.add_op_typed(op, operands, results, loc))
+    }
+
+    /// Adds an op with one result (most ops), inferring its type.
+    pub fn add1(&mut self, op: Op, operands: &[Value], loc: Option<Loc>) -> Result<Value, IrError> {
+        let results = self.add_op(op, operands, loc)?;
+        results
+            .into_iter()
+            .next()
+            .ok_or_else(|| IrError::new("op has no result"))
+    }
+
+    /// Adds an op with declared result types (used by the text parser; `verify` checks them).
+    pub fn add_op_typed(
+        &mut self,
+        op: Op,
+        operands: &[Value],
+        results: Vec<Type>,
+        loc: Option<Loc>,
+    ) -> Vec<Value> {
+        let n = results.len() as u32;
+        let id = self.add_node(op, results, loc);
+        for (slot, v) in operands.iter().enumerate() {
+            self.g.add_edge(
+                v.node.0,
+                id.0,
+                Edge {
+                    slot: slot as u32,
+                    result: v.result,
+                },
+            );
+        }
+        (0..n).map(|result| Value { node: id, result }).collect()
+    }
+
+    fn add_node(&mut self, op: Op, results: Vec<Type>, loc: Option<Loc>) -> NodeId {
+        NodeId(self.g.add_node(Node { op, results, loc }))
+    }
+
+    pub fn set_outputs(&mut self, outputs: Vec<Output>) {
+        self.outputs = outputs;
+    }
+
+    pub fn inputs(&self) -> &[NodeId] {
+        &self.inputs
+    }
+
+    pub fn outputs(&self) -> &[Output] {
+        &self.outputs
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.g[id.0]
+    }
+
+    pub fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        &mut self.g[id.0]
+    }
+
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.g.contains_node(id.0)
+    }
+
+    pub fn value_type(&self, v: Value) -> &Type {
+        &self.g[v.node.0].results[v.result as usize]
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.g.node_count()
+    }
+
+    /// All nodes in insertion order.
+    pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.g.node_indices().map(NodeId)
+    }
+
+    /// Parameter nodes in insertion order.
+    pub fn params(&self) -> impl Iterator<Item = (NodeId, &Param, &Type)> + '_ {
+        self.g.node_indices().filter_map(|i| match &self.g[i].op {
+            Op::Param(p) => Some((NodeId(i), p, &self.g[i].results[0])),
+            _ => None,
+        })
+    }
+
+    pub fn find_param(&self, name: &str) -> Option<Value> {
+        self.params()
+            .find(|(_, p, _)| p.name == name)
+            .map(|(id, _, _)| Value::first(id))
+    }
+
+    /// Operands of a node, in slot order.
+    pub fn operands(&self, id: NodeId) -> Vec<Value> {
+        let mut edges: Vec<(u32, Value)> = self
+            .g
+            .edges_directed(id.0, Direction::Incoming)
+            .map(|e| {
+                (
+                    e.weight().slot,
+                    Value {
+                        node: NodeId(e.source()),
+                        result: e.weight().result,
+                    },
+                )
+            })
+            .collect();
+        edges.sort_by_key(|(slot, _)| *slot);
+        edges.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Nodes that read any result of `id` (each once).
+    pub fn users(&self, id: NodeId) -> Vec<NodeId> {
+        let mut users: Vec<NodeId> = self
+            .g
+            .neighbors_directed(id.0, Direction::Outgoing)
+            .map(NodeId)
+            .collect();
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    /// Schedule: a topological order that prefers lower node ids (so a graph built in order
+    /// prints in order). Sources come first. Returns `None` on a cycle.
+    pub fn topo_order(&self) -> Option<Vec<NodeId>> {
+        let mut indeg: HashMap<NodeIndex, usize> = HashMap::new();
+        for i in self.g.node_indices() {
+            indeg.insert(i, self.g.edges_directed(i, Direction::Incoming).count());
+        }
+        let mut ready: BinaryHeap<std::cmp::Reverse<NodeIndex>> = indeg
+            .iter()
+            .filter(|(_, d)| **d == 0)
+            .map(|(i, _)| std::cmp::Reverse(*i))
+            .collect();
+        let mut order = Vec::with_capacity(indeg.len());
+        while let Some(std::cmp::Reverse(i)) = ready.pop() {
+            order.push(NodeId(i));
+            for e in self.g.edges_directed(i, Direction::Outgoing) {
+                let d = indeg.get_mut(&e.target())?;
+                *d -= 1;
+                if *d == 0 {
+                    ready.push(std::cmp::Reverse(e.target()));
+                }
+            }
+        }
+        (order.len() == indeg.len()).then_some(order)
+    }
+
+    /// Redirects every use of `old` (operands and graph outputs) to `new`.
+    pub fn replace_uses(&mut self, old: Value, new: Value) {
+        let edges: Vec<_> = self
+            .g
+            .edges_directed(old.node.0, Direction::Outgoing)
+            .filter(|e| e.weight().result == old.result)
+            .map(|e| (e.id(), e.target(), *e.weight()))
+            .collect();
+        for (eid, target, w) in edges {
+            self.g.remove_edge(eid);
+            self.g.add_edge(
+                new.node.0,
+                target,
+                Edge {
+                    slot: w.slot,
+                    result: new.result,
+                },
+            );
+        }
+        for o in &mut self.outputs {
+            if o.value == old {
+                o.value = new;
+            }
+        }
+    }
+
+    /// Removes a node and its edges. Callers make sure nothing uses it any more.
+    pub fn remove_node(&mut self, id: NodeId) {
+        self.g.remove_node(id.0);
+        self.inputs.retain(|i| *i != id);
+    }
+
+    /// Read access to the underlying petgraph for analyses (dominators, dot, …).
+    pub fn petgraph(&self) -> &StableDiGraph<Node, Edge> {
+        &self.g
+    }
+
+    /// Number of times each parameter name occurs (for duplicate detection).
+    pub fn param_name_counts(&self) -> BTreeMap<&str, usize> {
+        let mut counts = BTreeMap::new();
+        for (_, p, _) in self.params() {
+            *counts.entry(p.name.as_str()).or_insert(0) += 1;
+        }
+        counts
+    }
+}

@@ -1,0 +1,113 @@
+//! The verifier: re-derives every node's types, checks operand wiring, acyclicity, symbol
+//! bounds and parameter names. Errors name the node as printed and its spec location.
+
+use crate::graph::{Graph, IrError, NodeId};
+use crate::infer::infer_types;
+use crate::op::Op;
+use crate::print::ValueNames;
+use crate::types::{Dim, Type};
+
+fn err(g: &Graph, names: &ValueNames, id: NodeId, message: String) -> IrError {
+    let node = g.node(id);
+    let what = match &node.op {
+        Op::Param(p) => format!("param @{}", p.name),
+        Op::Input { name } => format!("input %{name}"),
+        op => format!(
+            "{} = {}",
+            names.get(crate::graph::Value::first(id)),
+            op.name()
+        ),
+    };
+    IrError {
+        node: Some(id),
+        loc: node.loc,
+        message: format!("{what}: {message}"),
+    }
+}
+
+fn check_symbols(g: &Graph, ty: &Type) -> Result<(), String> {
+    for d in &ty.dims {
+        if let Dim::Sym(s) = d
+            && g.bound(s).is_none()
+        {
+            return Err(format!(
+                "symbol `{s}` in {ty} has no bound; declare it with `where {s} <= N`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks every invariant of `graph.rs`. Returns all errors found, in schedule order.
+pub fn verify(g: &Graph) -> Result<(), Vec<IrError>> {
+    let Some(order) = g.topo_order() else {
+        return Err(vec![IrError::new("the graph has a cycle")]);
+    };
+    let names = ValueNames::new(g, &order);
+    let mut errors = Vec::new();
+    for (name, count) in g.param_name_counts() {
+        if count > 1 {
+            errors.push(IrError::new(format!(
+                "param @{name} is declared {count} times"
+            )));
+        }
+    }
+    for &id in &order {
+        let node = g.node(id);
+        for ty in &node.results {
+            if let Err(m) = check_symbols(g, ty) {
+                errors.push(err(g, &names, id, m));
+            }
+        }
+        if node.op.is_source() {
+            if node.results.len() != 1 {
+                errors.push(err(g, &names, id, "sources have exactly one result".into()));
+            }
+            continue;
+        }
+        let operands = g.operands(id);
+        let mut slots_ok = true;
+        for v in &operands {
+            if v.result as usize >= g.node(v.node).results.len() {
+                errors.push(err(g, &names, id, format!("reads missing result {v}")));
+                slots_ok = false;
+            }
+        }
+        if !slots_ok {
+            continue;
+        }
+        let types: Vec<&Type> = operands.iter().map(|v| g.value_type(*v)).collect();
+        match infer_types(&node.op, &types) {
+            Ok(want) if want == node.results => {}
+            Ok(want) => {
+                let show = |ts: &[Type]| {
+                    ts.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                errors.push(err(
+                    g,
+                    &names,
+                    id,
+                    format!(
+                        "declared type {} but the operands give {}",
+                        show(&node.results),
+                        show(&want)
+                    ),
+                ));
+            }
+            Err(m) => errors.push(err(g, &names, id, m)),
+        }
+    }
+    for o in g.outputs() {
+        if !g.contains(o.value.node) {
+            errors.push(IrError::new(format!("output %{} is not defined", o.name)));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}

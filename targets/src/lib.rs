@@ -1,0 +1,3 @@
+//! bfly-targets
+
+pub mod reference;
