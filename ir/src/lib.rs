@@ -7,6 +7,7 @@ pub mod infer;
 pub mod init;
 pub mod op;
 pub mod print;
+pub mod summary;
 pub mod types;
 pub mod verify;
 

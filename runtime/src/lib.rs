@@ -1,1 +1,8 @@
-//! bfly-runtime
+//! bfly-runtime: sessions that run compiled graphs. Depends on `ir` and `targets`, never on the
+//! compiler, so a phone app can embed the runtime alone.
+
+pub mod session;
+pub mod tokenizer;
+
+pub use session::{Backend, InferenceSession};
+pub use tokenizer::ByteTokenizer;

@@ -65,7 +65,7 @@ pub fn causal_attention(
     debug_assert_eq!(q.len(), batch * t * heads * head_dim);
     debug_assert_eq!(k.len(), batch * t * kv_heads * head_dim);
     debug_assert_eq!(v.len(), k.len());
-    debug_assert!(kv_heads > 0 && heads % kv_heads == 0);
+    debug_assert_eq!(heads.checked_rem(kv_heads), Some(0));
     let per_kv = heads / kv_heads;
     let scale = 1.0 / (head_dim as f64).sqrt();
     // Offsets of one head's vector in the [batch, t, heads·head_dim] layouts.

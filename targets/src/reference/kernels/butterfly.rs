@@ -270,7 +270,8 @@ fn for_each_dib_pair(
 /// Number of `(g, s, b)` slabs of a DIB parameter set, from the angle count.
 fn dib_slabs(theta_len: usize, n: usize) -> usize {
     let per_slab = (n.trailing_zeros() as usize) * (n / 2);
-    if per_slab == 0 { 0 } else { theta_len / per_slab }
+    // n = 1 has no stages, hence no angles and no slabs.
+    theta_len.checked_div(per_slab).unwrap_or(0)
 }
 
 /// DIB producer (the seed's Diagonal-Interleaved Butterfly): each stage is a Givens rotation
@@ -319,7 +320,8 @@ pub fn dib_twiddles_backward(
         let (s, c) = theta[a].sin_cos();
         let (dp, dq) = (diag[ip], diag[iq]);
         let dt = &grad_tw[a * 4..][..4];
-        grad_theta[a] = dt[0] * (-dp * s) + dt[1] * (-dp * c) + dt[2] * (dq * c) + dt[3] * (-dq * s);
+        grad_theta[a] =
+            dt[0] * (-dp * s) + dt[1] * (-dp * c) + dt[2] * (dq * c) + dt[3] * (-dq * s);
         // Each position occurs in exactly one pair per stage, but accumulate anyway so the
         // formula stays right if a layout ever shares diagonals.
         grad_diag[ip] += dt[0] * c - dt[1] * s;

@@ -45,7 +45,9 @@ pub fn embed(tokens: &[i64], table: &[f64], vocab: usize, d: usize) -> Result<Ve
             .ok()
             .filter(|&id| id < vocab)
             .ok_or_else(|| {
-                format!("embed: token id {tok} at position {pos} is outside the vocabulary 0..{vocab}")
+                format!(
+                    "embed: token id {tok} at position {pos} is outside the vocabulary 0..{vocab}"
+                )
             })?;
         y.extend_from_slice(&table[id * d..][..d]);
     }

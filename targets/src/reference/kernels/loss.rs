@@ -23,7 +23,9 @@ pub fn cross_entropy(
             .ok()
             .filter(|&id| id < vocab)
             .ok_or_else(|| {
-                format!("cross_entropy: target {tgt} at row {r} is outside the vocabulary 0..{vocab}")
+                format!(
+                    "cross_entropy: target {tgt} at row {r} is outside the vocabulary 0..{vocab}"
+                )
             })?;
         let row = &logits[r * vocab..][..vocab];
         let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);

@@ -17,7 +17,10 @@ pub fn quantize_int8_rows(x: &[f64], rows: usize, d: usize) -> (Vec<i8>, Vec<f64
         let max = row.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let scale = if max == 0.0 { 1.0 } else { max / 127.0 };
         // The clamp only guards the last ulp: max/scale can round to 127.000…01.
-        q.extend(row.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
+        q.extend(
+            row.iter()
+                .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8),
+        );
         scales.push(scale);
     }
     // d = 0 makes chunks_exact see no rows; keep one scale per row anyway.

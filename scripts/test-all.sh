@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what it needs, then runs every check.
+#   1. formatting and clippy (-D warnings) over the whole workspace, all targets
+#   2. the host test suite (unit, golden snapshots, property tests, CLI)
+#   3. the same suite cross-compiled for aarch64-unknown-linux-gnu and run under qemu-aarch64
+#      on two CPUs: `max` (dotprod, fp16) and `cortex-a53` (neither), so every fallback runs
+# Set BFLY_SKIP_QEMU=1 to skip step 3 on a machine where it cannot be installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need_apt=()
+if [ "${BFLY_SKIP_QEMU:-0}" != 1 ]; then
+  command -v qemu-aarch64 >/dev/null || need_apt+=(qemu-user)
+  command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu)
+  [ -d /usr/aarch64-linux-gnu/lib ] || need_apt+=(libc6-dev-arm64-cross)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  step "installing ${need_apt[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+if [ "${BFLY_SKIP_QEMU:-0}" != 1 ]; then
+  rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$' \
+    || rustup target add aarch64-unknown-linux-gnu
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+# Runs a cargo test command, keeps its log, prints it without the empty-binary noise, and
+# fails with the command's own exit code.
+run_tests() {
+  local log=$1; shift
+  local rc=0
+  "$@" >"$log" 2>&1 || rc=$?
+  grep -vE '^(running 0 tests|test result: ok\. 0 passed.*|)$' "$log" || true
+  return "$rc"
+}
+mkdir -p target
+
+step "host tests"
+run_tests target/host-tests.log cargo test --workspace
+
+if [ "${BFLY_SKIP_QEMU:-0}" != 1 ]; then
+  for cpu in max cortex-a53; do
+    step "aarch64 tests under qemu-aarch64 -cpu $cpu"
+    QEMU_CPU=$cpu run_tests "target/qemu-$cpu-tests.log" \
+      cargo test --workspace --target aarch64-unknown-linux-gnu
+  done
+fi
+
+total_passed=$(cat target/*tests.log | grep -oE 'test result: ok\. [0-9]+ passed' | awk '{s+=$4} END {print s+0}')
+total_failed=$(cat target/*tests.log | grep -oE '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+step "all checks passed"
+echo "$total_passed passed, $total_failed failed"
