@@ -6,6 +6,7 @@ pub mod graph;
 pub mod infer;
 pub mod init;
 pub mod op;
+pub mod parse;
 pub mod print;
 pub mod summary;
 pub mod types;
