@@ -142,7 +142,8 @@ mod tests {
     #[test]
     fn short_form_has_location_and_hint() {
         let f = SourceFile::new("m.bfly", "model a {\n  x : 1\n}\n");
-        let d = Diagnostic::error("expected `=`", Span::new(14, 15)).with_hint("write `key = value`");
+        let d =
+            Diagnostic::error("expected `=`", Span::new(14, 15)).with_hint("write `key = value`");
         assert_eq!(
             d.short(&f),
             "m.bfly:2:5: error: expected `=` (hint: write `key = value`)"
@@ -169,7 +170,15 @@ mod tests {
     fn render_clamps_bad_spans() {
         for text in ["", "\n", "\r\n", "é", "a\r\nb", "x\n\n"] {
             let f = SourceFile::new("f", text);
-            for (s, e) in [(0, 0), (0, 99), (99, 99), (1, 1), (2, 1), (1, 2), (usize::MAX, 0)] {
+            for (s, e) in [
+                (0, 0),
+                (0, 99),
+                (99, 99),
+                (1, 1),
+                (2, 1),
+                (1, 2),
+                (usize::MAX, 0),
+            ] {
                 let d = Diagnostic::error("m", Span::new(s, e));
                 let r = d.render(&f, false);
                 assert!(r.contains("f:"), "{r}");

@@ -84,6 +84,26 @@ pub(crate) fn ceil_char_boundary(text: &str, byte: usize) -> usize {
     b
 }
 
+/// See [`SourceFile::line_col`].
+pub(crate) fn line_col(text: &str, byte: usize) -> (usize, usize) {
+    let byte = floor_char_boundary(text, byte);
+    let mut line = 1;
+    let mut col = 1;
+    let mut prev_cr = false;
+    for c in text[..byte].chars() {
+        if c == '\n' && prev_cr {
+            // second half of a `\r\n` pair: the line was already counted
+        } else if is_line_break(c) {
+            line += 1;
+            col = 1;
+        } else {
+            col += 1;
+        }
+        prev_cr = c == '\r';
+    }
+    (line, col)
+}
+
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
         SourceFile {
@@ -96,22 +116,7 @@ impl SourceFile {
     /// Offsets past the end are clamped to the end; offsets inside a char are
     /// moved to the start of that char.
     pub fn line_col(&self, byte: usize) -> (usize, usize) {
-        let byte = floor_char_boundary(&self.text, byte);
-        let mut line = 1;
-        let mut col = 1;
-        let mut prev_cr = false;
-        for c in self.text[..byte].chars() {
-            if c == '\n' && prev_cr {
-                // second half of a `\r\n` pair: the line was already counted
-            } else if is_line_break(c) {
-                line += 1;
-                col = 1;
-            } else {
-                col += 1;
-            }
-            prev_cr = c == '\r';
-        }
-        (line, col)
+        line_col(&self.text, byte)
     }
 
     /// Clamps `span` to the text and snaps it outwards to char boundaries.

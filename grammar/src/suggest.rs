@@ -27,7 +27,7 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 }
 
 /// A hint line: "did you mean `x`?" or the list of what is allowed.
-pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> String {
+pub fn did_you_mean(word: &str, candidates: &[&str]) -> String {
     match closest(word, candidates.iter().copied()) {
         Some(c) => format!("did you mean `{c}`?"),
         None => format!(
@@ -50,6 +50,9 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(closest("vocabb", ["vocab", "layers"]), Some("vocab"));
         assert_eq!(closest("xyz", ["vocab", "layers"]), None);
-        assert_eq!(did_you_mean("rmsnrm", &["rmsnorm", "layernorm"]), "did you mean `rmsnorm`?");
+        assert_eq!(
+            did_you_mean("rmsnrm", &["rmsnorm", "layernorm"]),
+            "did you mean `rmsnorm`?"
+        );
     }
 }
