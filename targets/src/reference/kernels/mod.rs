@@ -10,16 +10,27 @@
 //! because no shape check can rule them out.
 
 pub mod attention;
+pub mod attention_backward;
 pub mod butterfly;
 pub mod elementwise;
+pub mod elementwise_backward;
 pub mod linear;
+pub mod linear_backward;
 pub mod loss;
+pub mod loss_backward;
 pub mod monarch;
+pub mod monarch_backward;
 pub mod norm;
+pub mod norm_backward;
 pub mod quant;
+pub mod ternary_backward;
 
 #[cfg(test)]
 mod test_util;
+#[cfg(test)]
+mod tests_attention_backward;
+#[cfg(test)]
+mod tests_backward;
 #[cfg(test)]
 mod tests_butterfly;
 #[cfg(test)]
