@@ -1,0 +1,80 @@
+//! The `quantize { dense, butterfly, keep }` section. Validated and stored here; the
+//! quantization pass reads it later.
+
+use bfly_grammar::{Section, Spanned};
+
+use super::config::{DenseQuant, ModelConfig, QuantizeConfig, Site, TwiddleQuant};
+use super::fields::{Fields, KeyDoc};
+use super::read;
+use super::sink::Sink;
+use super::{glob, sites};
+
+const KEYS: &[KeyDoc] = &[
+    KeyDoc {
+        key: "dense",
+        example: "int8",
+    },
+    KeyDoc {
+        key: "butterfly",
+        example: "fp16",
+    },
+    KeyDoc {
+        key: "keep",
+        example: "[\"embed\"]",
+    },
+];
+
+/// Reads the section; `dense` defaults to `int8`, `butterfly` to `fp16`, `keep` to none.
+/// `f16` and `fp16` are both accepted, since both spellings are common.
+pub fn check_quantize(sink: &mut Sink<'_>, section: &Section) -> Option<QuantizeConfig> {
+    let kw = section.kind.span;
+    let f = Fields::collect(sink, "quantize", kw, &section.items, KEYS, false);
+    let dense = match f.get("dense") {
+        Some(e) => {
+            read::choice(sink, e.value, "dense", &["int8", "f16", "fp16", "none"]).map(|i| {
+                let q = match i {
+                    0 => DenseQuant::Int8,
+                    1 | 2 => DenseQuant::F16,
+                    _ => DenseQuant::None,
+                };
+                Spanned::new(q, e.value.span)
+            })
+        }
+        None => Some(Spanned::new(DenseQuant::Int8, kw)),
+    };
+    let butterfly = match f.get("butterfly") {
+        Some(e) => read::choice(sink, e.value, "butterfly", &["fp16", "f16", "none"]).map(|i| {
+            let q = if i < 2 {
+                TwiddleQuant::F16
+            } else {
+                TwiddleQuant::None
+            };
+            Spanned::new(q, e.value.span)
+        }),
+        None => Some(Spanned::new(TwiddleQuant::F16, kw)),
+    };
+    let keep = match f.get("keep") {
+        Some(e) => read::glob_list(sink, e.value, "keep"),
+        None => Some(Vec::new()),
+    };
+    Some(QuantizeConfig {
+        keyword: kw,
+        dense: dense?,
+        butterfly: butterfly?,
+        keep: keep?,
+    })
+}
+
+/// Every `keep` glob must name a site or `embed`.
+pub fn check_keep(sink: &mut Sink<'_>, q: &QuantizeConfig, m: &ModelConfig, all: &[Site]) {
+    for k in &q.keep {
+        let hit =
+            glob::matches(&k.node, "embed") || all.iter().any(|s| glob::matches(&k.node, &s.name));
+        if !hit {
+            sink.push(
+                sites::no_match(m, all, k, "keep")
+                    .with_note("`keep` also accepts `embed`, the embedding table"),
+            );
+        }
+    }
+}
