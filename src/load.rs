@@ -61,6 +61,6 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
         file,
         ast,
         graph,
-        spec_seed: spec.train.as_ref().map(|t| t.seed),
+        spec_seed: spec.train.as_ref().map(|t| t.seed.node),
     })
 }

@@ -10,7 +10,10 @@ fn escape(s: &str) -> String {
 }
 
 pub fn to_dot(g: &Graph) -> String {
-    let mut s = format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [fontname=\"monospace\", fontsize=10];\n", escape(&g.name));
+    let mut s = format!(
+        "digraph \"{}\" {{\n  rankdir=TB;\n  node [fontname=\"monospace\", fontsize=10];\n",
+        escape(&g.name)
+    );
     for id in g.node_ids() {
         let node = g.node(id);
         let tys: Vec<String> = node.results.iter().map(ToString::to_string).collect();
@@ -31,14 +34,24 @@ pub fn to_dot(g: &Graph) -> String {
         let many = operands.len() > 1;
         for (slot, v) in operands.iter().enumerate() {
             if many {
-                let _ = writeln!(s, "  {} -> {} [label=\"{slot}\"];", v.node.0.index(), id.0.index());
+                let _ = writeln!(
+                    s,
+                    "  {} -> {} [label=\"{slot}\"];",
+                    v.node.0.index(),
+                    id.0.index()
+                );
             } else {
                 let _ = writeln!(s, "  {} -> {};", v.node.0.index(), id.0.index());
             }
         }
     }
     for (i, o) in g.outputs().iter().enumerate() {
-        let _ = writeln!(s, "  out{i} [label=\"%{}\", shape=house];\n  {} -> out{i};", escape(&o.name), o.value.node.0.index());
+        let _ = writeln!(
+            s,
+            "  out{i} [label=\"%{}\", shape=house];\n  {} -> out{i};",
+            escape(&o.name),
+            o.value.node.0.index()
+        );
     }
     s.push_str("}\n");
     s

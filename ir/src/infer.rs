@@ -66,6 +66,12 @@ fn expect_dims(t: &Type, want: &[u64], what: &str) -> R<()> {
     }
 }
 
+/// `a · b`, or an error instead of an overflow (hand-written IR can declare any dims).
+fn mul(a: u64, b: u64) -> R<u64> {
+    a.checked_mul(b)
+        .ok_or_else(|| format!("dims {a} · {b} overflow 64 bits"))
+}
+
 /// `log2 n` for a power of two n ≥ 2.
 fn log2_exact(n: u64) -> Option<u64> {
     (n >= 2 && n.is_power_of_two()).then(|| u64::from(n.trailing_zeros()))
@@ -101,7 +107,7 @@ impl TwiddleShape {
         if d[5] != 2 || d[6] != 2 {
             return Err(format!("{what} must end in [.., 2, 2], found {t}"));
         }
-        let n = d[4] * 2;
+        let n = mul(d[4], 2)?;
         match log2_exact(n) {
             Some(l) if l == d[3] => {}
             _ => {
@@ -112,7 +118,9 @@ impl TwiddleShape {
             }
         }
         if d[0] == 0 || d[1] == 0 || d[2] == 0 {
-            return Err(format!("{what}: groups, stacks and blocks must be ≥ 1, found {t}"));
+            return Err(format!(
+                "{what}: groups, stacks and blocks must be ≥ 1, found {t}"
+            ));
         }
         Ok(TwiddleShape {
             groups: d[0],
@@ -127,9 +135,9 @@ impl TwiddleShape {
     fn of_params(t: &Type, per_stage: u64, what: &str) -> R<TwiddleShape> {
         need_rank(t, 5, what)?;
         let d = all_const(t, what)?;
-        let n = d[4] * 2 / per_stage;
+        let n = mul(d[4], 2)? / per_stage;
         match log2_exact(n) {
-            Some(l) if l == d[3] && d[4] * 2 == n * per_stage => {}
+            Some(l) if l == d[3] && mul(d[4], 2)? == mul(n, per_stage)? => {}
             _ => return Err(format!("{what}: stage count does not match width in {t}")),
         }
         Ok(TwiddleShape {
@@ -146,9 +154,10 @@ impl TwiddleShape {
     }
 }
 
-/// Smallest power of two ≥ max(n, 2): the butterfly width for `n` inputs.
+/// Smallest power of two ≥ max(n, 2): the butterfly width for `n` inputs (saturating at
+/// 2^63, which no verified graph reaches: its twiddles could not be declared).
 pub fn butterfly_width(n_in: u64) -> u64 {
-    n_in.max(2).next_power_of_two()
+    n_in.max(2).checked_next_power_of_two().unwrap_or(1 << 63)
 }
 
 /// Numpy-style broadcast of two shapes aligned at the trailing axis.
@@ -221,17 +230,21 @@ pub fn infer_types(op: &Op, ins: &[&Type]) -> R<Vec<Type>> {
                     let d = all_const(w, "matmul weight")?;
                     (d[0], d[1], d[2])
                 }
-                _ => return Err(format!("matmul weight must be [N, K] or [G, N, K], found {w}")),
+                _ => {
+                    return Err(format!(
+                        "matmul weight must be [N, K] or [G, N, K], found {w}"
+                    ));
+                }
             };
             let xk = last(x, "matmul input")?;
-            if xk != g * k {
+            let (gk, gn) = (mul(g, k)?, mul(g, n)?);
+            if xk != gk {
                 return Err(format!(
-                    "matmul input {x} has {xk} features but the weight {w} expects {}",
-                    g * k
+                    "matmul input {x} has {xk} features but the weight {w} expects {gk}"
                 ));
             }
-            bias_check(ins.get(2), g * n)?;
-            one(x.with_last(g * n))
+            bias_check(ins.get(2), gn)?;
+            one(x.with_last(gn))
         }
         Op::Butterfly { n_in, n_out, .. } => {
             let (x, tw) = (ins[0], ins[1]);
@@ -252,14 +265,14 @@ pub fn infer_types(op: &Op, ins: &[&Type]) -> R<Vec<Type>> {
                 ));
             }
             let xk = last(x, "butterfly input")?;
-            if xk != ts.groups * n_in {
+            let (g_in, g_out) = (mul(ts.groups, *n_in)?, mul(ts.groups, *n_out)?);
+            if xk != g_in {
                 return Err(format!(
-                    "butterfly input {x} has {xk} features, expected groups·in = {}",
-                    ts.groups * n_in
+                    "butterfly input {x} has {xk} features, expected groups·in = {g_in}"
                 ));
             }
-            bias_check(ins.get(2), ts.groups * n_out)?;
-            one(x.with_last(ts.groups * n_out))
+            bias_check(ins.get(2), g_out)?;
+            one(x.with_last(g_out))
         }
         Op::Monarch { n_in, n_out } => {
             let (x, w1, w2) = (ins[0], ins[1], ins[2]);
@@ -273,26 +286,27 @@ pub fn infer_types(op: &Op, ins: &[&Type]) -> R<Vec<Type>> {
             if g != g2 {
                 return Err(format!("monarch w1 {w1} and w2 {w2} disagree on groups"));
             }
-            if k * q != l * r {
+            if mul(k, q)? != mul(l, r)? {
                 return Err(format!(
                     "monarch needs k·q = l·r, found {k}·{q} ≠ {l}·{r} ({w1}, {w2})"
                 ));
             }
-            if *n_in > k * p || *n_in == 0 {
-                return Err(format!("monarch in = {n_in} must be in 1..=k·p = {}", k * p));
+            let (kp, ls) = (mul(k, p)?, mul(l, s)?);
+            if *n_in > kp || *n_in == 0 {
+                return Err(format!("monarch in = {n_in} must be in 1..=k·p = {kp}"));
             }
-            if *n_out > l * s || *n_out == 0 {
-                return Err(format!("monarch out = {n_out} must be in 1..=l·s = {}", l * s));
+            if *n_out > ls || *n_out == 0 {
+                return Err(format!("monarch out = {n_out} must be in 1..=l·s = {ls}"));
             }
             let xk = last(x, "monarch input")?;
-            if xk != g * n_in {
+            let (g_in, g_out) = (mul(g, *n_in)?, mul(g, *n_out)?);
+            if xk != g_in {
                 return Err(format!(
-                    "monarch input {x} has {xk} features, expected groups·in = {}",
-                    g * n_in
+                    "monarch input {x} has {xk} features, expected groups·in = {g_in}"
                 ));
             }
-            bias_check(ins.get(3), g * n_out)?;
-            one(x.with_last(g * n_out))
+            bias_check(ins.get(3), g_out)?;
+            one(x.with_last(g_out))
         }
         Op::GivensTwiddles | Op::TernaryTwiddles { .. } => {
             need_float(ins[0], "twiddle parameters")?;
@@ -313,7 +327,8 @@ pub fn infer_types(op: &Op, ins: &[&Type]) -> R<Vec<Type>> {
             blocks,
             n,
         } => {
-            let stages = log2_exact(*n).ok_or_else(|| format!("n = {n} must be a power of two ≥ 2"))?;
+            let stages =
+                log2_exact(*n).ok_or_else(|| format!("n = {n} must be a power of two ≥ 2"))?;
             if *groups == 0 || *stacks == 0 || *blocks == 0 {
                 return Err("groups, stacks and blocks must be ≥ 1".into());
             }
@@ -384,7 +399,7 @@ pub fn infer_types(op: &Op, ins: &[&Type]) -> R<Vec<Type>> {
             if dq % heads != 0 {
                 return Err(format!("q width {dq} does not split into {heads} heads"));
             }
-            let want = q.with_last(dq / heads * kv_heads);
+            let want = q.with_last(mul(dq / heads, *kv_heads)?);
             if *k != want || *v != want {
                 return Err(format!("k {k} and v {v} must both be {want}"));
             }
@@ -393,20 +408,22 @@ pub fn infer_types(op: &Op, ins: &[&Type]) -> R<Vec<Type>> {
         Op::Reshape { dims } => {
             let x = ins[0];
             let out = Type::new(x.dtype, dims.iter().cloned());
-            let split = |t: &Type| {
+            let split = |t: &Type| -> R<(u64, Vec<String>)> {
                 let mut syms: Vec<&str> = Vec::new();
                 let mut prod = 1u64;
                 for d in &t.dims {
                     match d {
-                        Dim::Const(c) => prod = prod.saturating_mul(*c),
+                        Dim::Const(c) => prod = mul(prod, *c)?,
                         Dim::Sym(s) => syms.push(s),
                     }
                 }
                 syms.sort_unstable();
-                (prod, syms.into_iter().map(String::from).collect::<Vec<_>>())
+                Ok((prod, syms.into_iter().map(String::from).collect()))
             };
-            if split(x) != split(&out) {
-                return Err(format!("reshape from {x} to {out} changes the element count"));
+            if split(x)? != split(&out)? {
+                return Err(format!(
+                    "reshape from {x} to {out} changes the element count"
+                ));
             }
             one(out)
         }
@@ -414,12 +431,20 @@ pub fn infer_types(op: &Op, ins: &[&Type]) -> R<Vec<Type>> {
             let x = ins[0];
             let mut seen = vec![false; x.rank()];
             if perm.len() != x.rank() {
-                return Err(format!("perm {perm:?} must list all {} axes of {x}", x.rank()));
+                return Err(format!(
+                    "perm {perm:?} must list all {} axes of {x}",
+                    x.rank()
+                ));
             }
             for &p in perm {
                 match seen.get_mut(p as usize) {
                     Some(s) if !*s => *s = true,
-                    _ => return Err(format!("perm {perm:?} is not a permutation of 0..{}", x.rank())),
+                    _ => {
+                        return Err(format!(
+                            "perm {perm:?} is not a permutation of 0..{}",
+                            x.rank()
+                        ));
+                    }
                 }
             }
             one(Type::new(
@@ -434,7 +459,8 @@ pub fn infer_types(op: &Op, ins: &[&Type]) -> R<Vec<Type>> {
                 return Err(format!("axis {axis} out of range for {x}"));
             }
             let d = konst(x, ax, "split input")?;
-            if sizes.iter().sum::<u64>() != d || sizes.is_empty() {
+            let total = sizes.iter().try_fold(0u64, |acc, &s| acc.checked_add(s));
+            if total != Some(d) || sizes.is_empty() {
                 return Err(format!("split sizes {sizes:?} must sum to {d}"));
             }
             Ok(sizes
@@ -455,14 +481,20 @@ pub fn infer_types(op: &Op, ins: &[&Type]) -> R<Vec<Type>> {
             let mut total = 0;
             for t in ins {
                 if t.rank() != first.rank() || t.dtype != first.dtype {
-                    return Err(format!("concat operands {first} and {t} differ in rank or dtype"));
+                    return Err(format!(
+                        "concat operands {first} and {t} differ in rank or dtype"
+                    ));
                 }
                 for (i, (a, b)) in first.dims.iter().zip(&t.dims).enumerate() {
                     if i != ax && a != b {
-                        return Err(format!("concat operands {first} and {t} differ off axis {axis}"));
+                        return Err(format!(
+                            "concat operands {first} and {t} differ off axis {axis}"
+                        ));
                     }
                 }
-                total += konst(t, ax, "concat operand")?;
+                total = konst(t, ax, "concat operand")?
+                    .checked_add(total)
+                    .ok_or("concat width overflows 64 bits")?;
             }
             let mut out = first.clone();
             out.dims[ax] = Dim::Const(total);

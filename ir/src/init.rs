@@ -89,7 +89,11 @@ mod tests {
         let v = materialize(&Init::Normal { std: 0.5 }, 200_000, 1, "w").unwrap();
         let n = v.len() as f64;
         let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-        let var = v.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n;
+        let var = v
+            .iter()
+            .map(|&x| (f64::from(x) - mean).powi(2))
+            .sum::<f64>()
+            / n;
         // Standard error of the mean is 0.5/√2e5 ≈ 0.0011; of the variance ≈ 0.25·√(2/2e5) ≈ 0.0008.
         assert!(mean.abs() < 0.006, "{mean}");
         assert!((var - 0.25).abs() < 0.005, "{var}");

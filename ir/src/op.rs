@@ -41,8 +41,13 @@ pub enum Init {
     Zeros,
     Ones,
     Const(f64),
-    Normal { std: f64 },
-    Uniform { lo: f64, hi: f64 },
+    Normal {
+        std: f64,
+    },
+    Uniform {
+        lo: f64,
+        hi: f64,
+    },
     /// Values come from a weights file or artifact; there is no initializer.
     External,
 }
@@ -113,7 +118,9 @@ impl fmt::Display for AttrValue {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// Graph input number `index` (name and type live on the graph signature).
-    Input { name: String },
+    Input {
+        name: String,
+    },
     Param(Param),
 
     /// `embed tokens, table` → rows of `table[V, D]` picked by i32 tokens.
@@ -122,19 +129,37 @@ pub enum Op {
     /// per group: `x[..., G·K] → y[..., G·N]`).
     Matmul,
     /// `butterfly x, twiddles [, bias]` with canonical twiddles `[G, S, B, L, n/2, 2, 2]`.
-    Butterfly { n_in: u64, n_out: u64, stride: StrideOrder },
+    Butterfly {
+        n_in: u64,
+        n_out: u64,
+        stride: StrideOrder,
+    },
     /// `monarch x, w1 [G,k,q,p], w2 [G,l,s,r] [, bias]`.
-    Monarch { n_in: u64, n_out: u64 },
+    Monarch {
+        n_in: u64,
+        n_out: u64,
+    },
     /// `givens_twiddles theta[G,S,B,L,n/2]` → `[[c, −s],[s, c]]`.
     GivensTwiddles,
     /// `dib_twiddles theta[G,S,B,L,n/2], diag[G,S,B,L,n]` → `[[d_p c, −d_p s],[d_q s, d_q c]]`.
-    DibTwiddles { stride: StrideOrder },
+    DibTwiddles {
+        stride: StrideOrder,
+    },
     /// Fixed normalized Walsh–Hadamard twiddles, no operands.
-    HadamardTwiddles { groups: u64, stacks: u64, blocks: u64, n: u64 },
+    HadamardTwiddles {
+        groups: u64,
+        stacks: u64,
+        blocks: u64,
+        n: u64,
+    },
     /// `ternary_twiddles w[G,S,B,L,n/2]` → `[[1, t],[1, −t]]`, t ∈ {−α, 0, α}.
-    TernaryTwiddles { alpha: f64 },
+    TernaryTwiddles {
+        alpha: f64,
+    },
     /// `lora x, a[r, K], b[N, r]` → `scale · b·(a·x)` (the adapter's side path only).
-    Lora { scale: f64 },
+    Lora {
+        scale: f64,
+    },
 
     Add,
     Sub,
@@ -145,24 +170,47 @@ pub enum Op {
     Gelu,
     Sigmoid,
     /// Multiply by a compile-time constant.
-    Scale { factor: f64 },
+    Scale {
+        factor: f64,
+    },
 
     /// `rmsnorm x, gain` over the last axis.
-    RmsNorm { eps: f64 },
+    RmsNorm {
+        eps: f64,
+    },
     /// `layernorm x, gain, bias` over the last axis.
-    LayerNorm { eps: f64 },
+    LayerNorm {
+        eps: f64,
+    },
     /// Softmax over the last axis.
     Softmax,
     /// Rotary embedding on `x[..., T, heads·head_dim]`; position = index along the T axis.
-    Rope { heads: u64, base: f64 },
+    Rope {
+        heads: u64,
+        base: f64,
+    },
     /// `causal_attention q, k, v`, each `[..., T, heads·head_dim]` (k, v: `kv_heads`).
-    CausalAttention { heads: u64, kv_heads: u64 },
+    CausalAttention {
+        heads: u64,
+        kv_heads: u64,
+    },
 
-    Reshape { dims: Vec<Dim> },
-    Transpose { perm: Vec<u64> },
-    Split { axis: u64, sizes: Vec<u64> },
-    Concat { axis: u64 },
-    Cast { to: DType },
+    Reshape {
+        dims: Vec<Dim>,
+    },
+    Transpose {
+        perm: Vec<u64>,
+    },
+    Split {
+        axis: u64,
+        sizes: Vec<u64>,
+    },
+    Concat {
+        axis: u64,
+    },
+    Cast {
+        to: DType,
+    },
 
     /// `quantize x` → (i8 values, f32 per-row scales), symmetric over the last axis.
     Quantize,
@@ -402,8 +450,12 @@ impl Op {
             "scale" => Op::Scale {
                 factor: a.float("factor")?,
             },
-            "rmsnorm" => Op::RmsNorm { eps: a.float("eps")? },
-            "layernorm" => Op::LayerNorm { eps: a.float("eps")? },
+            "rmsnorm" => Op::RmsNorm {
+                eps: a.float("eps")?,
+            },
+            "layernorm" => Op::LayerNorm {
+                eps: a.float("eps")?,
+            },
             "softmax" => Op::Softmax,
             "rope" => Op::Rope {
                 heads: a.uint("heads")?,

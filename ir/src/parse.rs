@@ -6,7 +6,7 @@ use crate::op::{AttrValue, Init, Op, Param};
 use crate::types::{DType, Dim, Type};
 use crate::verify::verify;
 use bfly_grammar::ir_ast::{self as ast, IrGraph, Operand};
-use bfly_grammar::suggest::did_you_mean;
+use bfly_grammar::suggest::hint;
 use bfly_grammar::{Diagnostic, SourceFile, Span};
 use std::collections::HashMap;
 
@@ -21,7 +21,7 @@ fn lower_type(t: &ast::TypeAst) -> Result<Type, Diagnostic> {
         let names: Vec<&str> = DType::ALL.iter().map(|d| d.name()).collect();
         Diagnostic::error(format!("unknown dtype `{}`", t.dtype.node), t.dtype.span)
             .with_label("not a dtype")
-            .with_hint(did_you_mean(&t.dtype.node, &names))
+            .with_hint(hint(&t.dtype.node, &names))
     })?;
     Ok(Type::new(
         dtype,
@@ -42,7 +42,11 @@ fn lower_init(init: &Option<ast::InitAst>) -> Result<Init, Diagnostic> {
             Ok(())
         } else {
             Err(Diagnostic::error(
-                format!("`{}` takes {n} argument(s), found {}", init.name.node, args.len()),
+                format!(
+                    "`{}` takes {n} argument(s), found {}",
+                    init.name.node,
+                    args.len()
+                ),
                 init.span,
             )
             .with_hint(format!("write `init {usage}`")))
@@ -58,10 +62,14 @@ fn lower_init(init: &Option<ast::InitAst>) -> Result<Init, Diagnostic> {
             hi: args[1],
         })?,
         other => {
-            return Err(
-                Diagnostic::error(format!("unknown initializer `{other}`"), init.name.span)
-                    .with_hint(did_you_mean(other, &["zeros", "ones", "const", "normal", "uniform"])),
-            );
+            return Err(Diagnostic::error(
+                format!("unknown initializer `{other}`"),
+                init.name.span,
+            )
+            .with_hint(hint(
+                other,
+                &["zeros", "ones", "const", "normal", "uniform"],
+            )));
         }
     })
 }
@@ -128,8 +136,11 @@ fn lower(ast: &IrGraph) -> Result<Graph, Vec<Diagnostic>> {
         };
         if params.contains_key(p.name.node.as_str()) {
             errors.push(
-                Diagnostic::error(format!("param `@{}` is declared twice", p.name.node), p.name.span)
-                    .with_hint("rename one of them; parameter names are unique"),
+                Diagnostic::error(
+                    format!("param `@{}` is declared twice", p.name.node),
+                    p.name.span,
+                )
+                .with_hint("rename one of them; parameter names are unique"),
             );
             continue;
         }
@@ -152,12 +163,14 @@ fn lower(ast: &IrGraph) -> Result<Graph, Vec<Diagnostic>> {
                 Operand::Value(n) => values.get(n.node.as_str()).copied().ok_or_else(|| {
                     Diagnostic::error(format!("use of undefined value `%{}`", n.node), n.span)
                         .with_label("not defined above")
-                        .with_hint("values must be defined (or be graph inputs) before they are used")
+                        .with_hint(
+                            "values must be defined (or be graph inputs) before they are used",
+                        )
                 }),
                 Operand::Param(n) => params.get(n.node.as_str()).copied().ok_or_else(|| {
                     let names: Vec<&str> = params.keys().copied().collect();
                     Diagnostic::error(format!("unknown param `@{}`", n.node), n.span)
-                        .with_hint(did_you_mean(&n.node, &names))
+                        .with_hint(hint(&n.node, &names))
                 }),
             };
             match found {
@@ -178,7 +191,7 @@ fn lower(ast: &IrGraph) -> Result<Graph, Vec<Diagnostic>> {
             Err(m) => {
                 let mut d = Diagnostic::error(m, stmt.op.span);
                 if !Op::NAMES.contains(&stmt.op.node.as_str()) {
-                    d = d.with_hint(did_you_mean(&stmt.op.node, Op::NAMES));
+                    d = d.with_hint(hint(&stmt.op.node, Op::NAMES));
                 }
                 errors.push(d);
                 continue;
@@ -193,15 +206,17 @@ fn lower(ast: &IrGraph) -> Result<Graph, Vec<Diagnostic>> {
             }
         };
         if types.len() != stmt.results.len() {
-            errors.push(Diagnostic::error(
-                format!(
-                    "{} result name(s) but {} type(s)",
-                    stmt.results.len(),
-                    types.len()
-                ),
-                stmt.span,
-            )
-            .with_hint("give one type after `:` per result, in order"));
+            errors.push(
+                Diagnostic::error(
+                    format!(
+                        "{} result name(s) but {} type(s)",
+                        stmt.results.len(),
+                        types.len()
+                    ),
+                    stmt.span,
+                )
+                .with_hint("give one type after `:` per result, in order"),
+            );
             continue;
         }
         if !ok {
@@ -215,8 +230,11 @@ fn lower(ast: &IrGraph) -> Result<Graph, Vec<Diagnostic>> {
         for (name, v) in stmt.results.iter().zip(results) {
             if values.insert(&name.node, v).is_some() {
                 errors.push(
-                    Diagnostic::error(format!("value `%{}` is defined twice", name.node), name.span)
-                        .with_hint("every value is assigned exactly once (SSA)"),
+                    Diagnostic::error(
+                        format!("value `%{}` is defined twice", name.node),
+                        name.span,
+                    )
+                    .with_hint("every value is assigned exactly once (SSA)"),
                 );
             }
         }
@@ -234,7 +252,10 @@ fn lower(ast: &IrGraph) -> Result<Graph, Vec<Diagnostic>> {
     let mut outputs = Vec::new();
     for (decl, r) in ast.outputs.iter().zip(&ast.ret) {
         let Some(&v) = values.get(r.node.as_str()) else {
-            errors.push(Diagnostic::error(format!("use of undefined value `%{}`", r.node), r.span));
+            errors.push(Diagnostic::error(
+                format!("use of undefined value `%{}`", r.node),
+                r.span,
+            ));
             continue;
         };
         if let Ok(ty) = lower_type(&decl.ty)
@@ -260,7 +281,10 @@ fn lower(ast: &IrGraph) -> Result<Graph, Vec<Diagnostic>> {
     // a later error (e.g. an output type) follows from it; report everything in source order.
     if let Err(errs) = verify(&g) {
         errors.extend(errs.into_iter().map(|e| {
-            let span = e.node.and_then(|n| spans.get(&n).copied()).unwrap_or(ast.span);
+            let span = e
+                .node
+                .and_then(|n| spans.get(&n).copied())
+                .unwrap_or(ast.span);
             Diagnostic::error(e.message, span)
         }));
     }

@@ -73,9 +73,19 @@ pub fn print_graph(g: &Graph) -> String {
         .iter()
         .map(|o| (o.name.clone(), g.value_type(o.value).to_string()))
         .collect();
-    let _ = write!(s, "graph @{}({}) -> ({})", g.name, sig(inputs), sig(outputs));
+    let _ = write!(
+        s,
+        "graph @{}({}) -> ({})",
+        g.name,
+        sig(inputs),
+        sig(outputs)
+    );
     if !g.bounds.is_empty() {
-        let b: Vec<String> = g.bounds.iter().map(|(n, m)| format!("{n} <= {m}")).collect();
+        let b: Vec<String> = g
+            .bounds
+            .iter()
+            .map(|(n, m)| format!("{n} <= {m}"))
+            .collect();
         let _ = write!(s, " where {}", b.join(", "));
     }
     s.push_str(" {\n");

@@ -36,7 +36,9 @@ fn common_site(names: &[String]) -> String {
     let Some(first) = split.first() else {
         return "—".into();
     };
-    let mut len = first.len().saturating_sub(if split.len() == 1 { 1 } else { 0 });
+    let mut len = first
+        .len()
+        .saturating_sub(if split.len() == 1 { 1 } else { 0 });
     for s in &split[1..] {
         len = len.min(first.iter().zip(s).take_while(|(a, b)| a == b).count());
     }
@@ -83,7 +85,11 @@ pub fn summarize(g: &Graph) -> Vec<SummaryRow> {
                 .and_then(|v| g.value_type(*v).last_const())
                 .unwrap_or(0)
         };
-        let out_width = node.results.first().and_then(|t| t.last_const()).unwrap_or(0);
+        let out_width = node
+            .results
+            .first()
+            .and_then(|t| t.last_const())
+            .unwrap_or(0);
         let (kind, n_in, n_out) = match &node.op {
             Op::Embed => ("embedding", 0, out_width),
             Op::Matmul | Op::QMatmul => ("dense", operand_width(0), out_width),
@@ -113,7 +119,8 @@ pub fn summarize(g: &Graph) -> Vec<SummaryRow> {
             }
             let numel = ty.const_numel().unwrap_or(0) as u64;
             count += numel;
-            *bytes.entry(ty.dtype).or_insert(0) += numel * ty.dtype.size_bytes() as u64;
+            *bytes.entry(ty.dtype).or_insert(0) +=
+                numel.saturating_mul(ty.dtype.size_bytes() as u64);
         }
         let linear = !matches!(kind.as_str(), "embedding" | "rmsnorm" | "layernorm");
         let note = if shared.is_empty() {
@@ -128,11 +135,25 @@ pub fn summarize(g: &Graph) -> Vec<SummaryRow> {
             n_out,
             params: count,
             bytes,
-            dense_bytes: linear.then_some(n_in * n_out * 4),
+            dense_bytes: linear.then_some(n_in.saturating_mul(n_out).saturating_mul(4)),
             note,
         });
     }
     rows
+}
+
+/// One line of the summary table; left-aligned text columns, right-aligned numbers.
+fn table_row(cols: &[&str; 9]) -> String {
+    let [site, kind, shape, params, dtype, bytes, dense, ratio, note] = cols;
+    format!(
+        "{site:<24} {kind:<10} {shape:>11} {params:>10} {dtype:<8} {bytes:>22} {dense:>22} {ratio:>8}  {note}\n"
+    )
+    .replace("  \n", "\n")
+}
+
+/// `180224 (0.172 MiB)`.
+fn with_mib(b: u64) -> String {
+    format!("{b} ({})", mib(b))
 }
 
 fn mib(b: u64) -> String {
@@ -143,11 +164,17 @@ fn mib(b: u64) -> String {
 pub fn render_summary(g: &Graph) -> String {
     let rows = summarize(g);
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<24} {:<10} {:>11} {:>10} {:<10} {:>12} {:>12} {:>8}  {}",
-        "layer", "kind", "in→out", "params", "dtype", "bytes", "dense f32", "ratio", "note"
-    );
+    s.push_str(&table_row(&[
+        "layer",
+        "kind",
+        "in→out",
+        "params",
+        "dtype",
+        "bytes",
+        "dense f32",
+        "ratio",
+        "note",
+    ]));
     let mut total = 0u64;
     let mut total_params = 0u64;
     let mut by_kind: BTreeMap<(String, DType), (u64, u64)> = BTreeMap::new();
@@ -162,8 +189,8 @@ pub fn render_summary(g: &Graph) -> String {
             e.1 += b;
         }
         let (dense, ratio) = match r.dense_bytes {
-            Some(d) if bytes > 0 => (d.to_string(), format!("{:.2}×", d as f64 / bytes as f64)),
-            Some(d) => (d.to_string(), "—".into()),
+            Some(d) if bytes > 0 => (with_mib(d), format!("{:.2}×", d as f64 / bytes as f64)),
+            Some(d) => (with_mib(d), "—".into()),
             None => ("—".into(), "—".into()),
         };
         let shape = if r.n_in == 0 {
@@ -171,25 +198,37 @@ pub fn render_summary(g: &Graph) -> String {
         } else {
             format!("{}→{}", r.n_in, r.n_out)
         };
-        let _ = writeln!(
-            s,
-            "{:<24} {:<10} {:>11} {:>10} {:<10} {:>12} {:>12} {:>8}  {}",
-            r.site,
-            r.kind,
-            shape,
-            r.params,
-            if dtypes.is_empty() { "—".into() } else { dtypes.join("+") },
-            bytes,
-            dense,
-            ratio,
-            r.note
-        );
+        let dtype = if dtypes.is_empty() {
+            "—".to_string()
+        } else {
+            dtypes.join("+")
+        };
+        s.push_str(&table_row(&[
+            &r.site,
+            &r.kind,
+            &shape,
+            &r.params.to_string(),
+            &dtype,
+            &with_mib(bytes),
+            &dense,
+            &ratio,
+            &r.note,
+        ]));
     }
     let _ = writeln!(s, "\nby kind and dtype:");
     for ((kind, d), (params, bytes)) in &by_kind {
-        let _ = writeln!(s, "  {kind:<10} {:<4} {params:>10} params {bytes:>12} bytes ({})", d.name(), mib(*bytes));
+        let _ = writeln!(
+            s,
+            "  {kind:<10} {:<4} {params:>10} params {bytes:>12} bytes ({})",
+            d.name(),
+            mib(*bytes)
+        );
     }
-    let _ = writeln!(s, "total: {total_params} params, {total} bytes ({})", mib(total));
+    let _ = writeln!(
+        s,
+        "total: {total_params} params, {total} bytes ({})",
+        mib(total)
+    );
     s
 }
 
@@ -200,8 +239,68 @@ mod tests {
     #[test]
     fn site_is_the_common_prefix() {
         let n = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(common_site(&n(&["layers.0.attn.q.theta", "layers.0.attn.q.diag"])), "layers.0.attn.q");
+        assert_eq!(
+            common_site(&n(&["layers.0.attn.q.theta", "layers.0.attn.q.diag"])),
+            "layers.0.attn.q"
+        );
         assert_eq!(common_site(&n(&["embed.weight"])), "embed");
         assert_eq!(common_site(&[]), "—");
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::op::{Init, Param};
+    use crate::types::{Dim, Type};
+    use crate::{Op, Output, StrideOrder};
+
+    /// A single `n × n` butterfly layer over `T` tokens.
+    fn butterfly_layer(n: u64) -> Graph {
+        let mut g = Graph::new("wide");
+        g.set_bound("T", 4);
+        let x = g.add_input("x", Type::new(DType::F32, [Dim::sym("T"), Dim::Const(n)]));
+        let l = u64::from(n.trailing_zeros());
+        let tw = g.add_param(
+            Param {
+                name: "proj.twiddles".into(),
+                init: Init::Normal { std: 0.7 },
+                trainable: true,
+            },
+            Type::fixed(DType::F32, &[1, 1, 1, l, n / 2, 2, 2]),
+        );
+        let y = g
+            .add1(
+                Op::Butterfly {
+                    n_in: n,
+                    n_out: n,
+                    stride: StrideOrder::Increasing,
+                },
+                &[x, tw],
+                None,
+            )
+            .unwrap();
+        g.set_outputs(vec![Output {
+            name: "y".into(),
+            value: y,
+        }]);
+        g
+    }
+
+    #[test]
+    fn butterfly_bytes_match_the_design_numbers() {
+        // DESIGN §4: 2·n·log2(n) params; n = 2048 → 180,224 bytes (0.172 MiB) vs 16 MiB, 93×;
+        // n = 8192 → 315×.
+        let rows = summarize(&butterfly_layer(2048));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].total_bytes(), 180_224);
+        assert_eq!(rows[0].dense_bytes, Some(16 * 1024 * 1024));
+        let text = render_summary(&butterfly_layer(2048));
+        assert!(
+            text.contains("93.09×") && text.contains("0.172 MiB"),
+            "{text}"
+        );
+        let text = render_summary(&butterfly_layer(8192));
+        assert!(text.contains("315.08×"), "{text}");
     }
 }

@@ -129,9 +129,11 @@ impl Type {
             .collect()
     }
 
-    /// Number of elements when every dim is constant.
+    /// Number of elements when every dim is constant (and the product fits in `usize`).
     pub fn const_numel(&self) -> Option<usize> {
-        self.const_dims().map(|d| d.iter().product())
+        self.const_dims()?
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
     }
 
     /// Concrete dims with symbols substituted from `bind` (e.g. `T = 7`).

@@ -24,7 +24,11 @@ pub struct InferenceSession {
 impl InferenceSession {
     /// Checks that the graph is a language model: one `i32[T]` input, logits `[T, vocab]` as
     /// its first output, and a bound on `T`.
-    pub fn new(graph: Graph, weights: Weights, backend: Backend) -> Result<InferenceSession, String> {
+    pub fn new(
+        graph: Graph,
+        weights: Weights,
+        backend: Backend,
+    ) -> Result<InferenceSession, String> {
         let bad = || {
             format!(
                 "graph @{} is not a language model: it needs one input `i32[T]` and logits `f32[T, vocab]` as its first output",
@@ -44,7 +48,10 @@ impl InferenceSession {
             return Err(bad());
         };
         let Some(context) = graph.bound("T") else {
-            return Err(format!("graph @{} has no bound on T (`where T <= N`)", graph.name));
+            return Err(format!(
+                "graph @{} has no bound on T (`where T <= N`)",
+                graph.name
+            ));
         };
         Ok(InferenceSession {
             graph,
@@ -76,12 +83,16 @@ impl InferenceSession {
             ));
         }
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.vocab) {
-            return Err(format!("token {bad} is outside the vocabulary of {}", self.vocab));
+            return Err(format!(
+                "token {bad} is outside the vocabulary of {}",
+                self.vocab
+            ));
         }
         match self.backend {
             Backend::Reference => {
-                let out = reference::evaluate(&self.graph, &[Tensor::tokens(tokens)], &self.weights)
-                    .map_err(|e| e.to_string())?;
+                let out =
+                    reference::evaluate(&self.graph, &[Tensor::tokens(tokens)], &self.weights)
+                        .map_err(|e| e.to_string())?;
                 out.into_iter()
                     .next()
                     .and_then(|t| t.floats().map(<[f64]>::to_vec))

@@ -36,10 +36,12 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
     let backend = match args.backend {
         BackendArg::Reference => Backend::Reference,
     };
-    let session = InferenceSession::new(loaded.graph, weights, backend)
-        .map_err(|e| format!("error: {e}"))?;
+    let session =
+        InferenceSession::new(loaded.graph, weights, backend).map_err(|e| format!("error: {e}"))?;
     let tok = ByteTokenizer::new(session.vocab() as u32);
-    let prompt = tok.encode(&args.prompt).map_err(|e| format!("error: {e}"))?;
+    let prompt = tok
+        .encode(&args.prompt)
+        .map_err(|e| format!("error: {e}"))?;
     let mut out = std::io::stdout().lock();
     let generated = session
         .generate_greedy(&prompt, args.n, |t| {
@@ -50,6 +52,9 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
         .map_err(|e| format!("\nerror: {e}"))?;
     let _ = writeln!(out);
     let ids: Vec<String> = generated.iter().map(u32::to_string).collect();
-    eprintln!("greedy, seed {seed}, backend reference: [{}]", ids.join(", "));
+    eprintln!(
+        "greedy, seed {seed}, backend reference: [{}]",
+        ids.join(", ")
+    );
     Ok(())
 }

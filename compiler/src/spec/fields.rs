@@ -4,7 +4,7 @@
 use bfly_grammar::{Diagnostic, Item, Span, Spanned, Value};
 
 use super::sink::Sink;
-use super::suggest;
+use bfly_grammar::suggest;
 
 /// `key = value` as written.
 #[derive(Clone, Copy)]

@@ -16,7 +16,7 @@ mod quantize;
 mod read;
 mod sink;
 mod sites;
-mod suggest;
+use bfly_grammar::suggest;
 mod train;
 
 pub use config::*;

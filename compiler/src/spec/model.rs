@@ -10,7 +10,7 @@ use super::glob;
 use super::linear;
 use super::read::{self, Kwargs};
 use super::sink::Sink;
-use super::suggest;
+use bfly_grammar::suggest;
 
 const fn doc(key: &'static str, example: &'static str) -> KeyDoc {
     KeyDoc { key, example }

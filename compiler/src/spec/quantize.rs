@@ -65,16 +65,17 @@ pub fn check_quantize(sink: &mut Sink<'_>, section: &Section) -> Option<Quantize
     })
 }
 
-/// Every `keep` glob must name a site or `embed`.
+/// Every `keep` glob must name a site, `embed`, or `head`. With tied embeddings the LM head
+/// is the embedding table, so `head` names it too (as in DESIGN §2's `keep = ["embed",
+/// "head"]`, which must stay valid whichever way `tie_embeddings` is set).
 pub fn check_keep(sink: &mut Sink<'_>, q: &QuantizeConfig, m: &ModelConfig, all: &[Site]) {
     for k in &q.keep {
-        let hit =
-            glob::matches(&k.node, "embed") || all.iter().any(|s| glob::matches(&k.node, &s.name));
+        let hit = ["embed", "head"].iter().any(|n| glob::matches(&k.node, n))
+            || all.iter().any(|s| glob::matches(&k.node, &s.name));
         if !hit {
-            sink.push(
-                sites::no_match(m, all, k, "keep")
-                    .with_note("`keep` also accepts `embed`, the embedding table"),
-            );
+            sink.push(sites::no_match(m, all, k, "keep").with_note(
+                "`keep` also accepts `embed` (the embedding table) and `head` (the tied LM head)",
+            ));
         }
     }
 }

@@ -5,7 +5,7 @@ use bfly_grammar::{Arg, Diagnostic, Span, Spanned, Value, ValueKind};
 
 use super::glob;
 use super::sink::Sink;
-use super::suggest;
+use bfly_grammar::suggest;
 
 /// What a value is, in words, quoting its source text: "the number `4.5`".
 pub fn describe(sink: &Sink<'_>, v: &Value) -> String {
@@ -365,4 +365,4 @@ pub fn glob_list(sink: &mut Sink<'_>, v: &Value, what: &str) -> Option<Vec<Spann
 }
 
 /// How globs are written, for hints.
-pub const GLOB_SYNTAX: &str = "globs are dotted names where `*` matches one component (or part of one) and `**` any number of components, e.g. `layers.*.attn.q` or `**.mlp.*`";
+pub const GLOB_SYNTAX: &str = "globs are dotted names where `*` matches any run of characters (dots included), e.g. `layers.*.attn.q` or `*.mlp.down`";

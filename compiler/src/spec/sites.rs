@@ -2,7 +2,7 @@
 //! `head`), the kind each resolves to (`linear`, then overrides in order, later ones winning),
 //! and the checks that depend on a site's widths (per-head splits, monarch blocks).
 
-use bfly_grammar::{Diagnostic, Span, Spanned};
+use bfly_grammar::{Diagnostic, Span, Spanned, suggest};
 
 use super::config::{LinearKind, LinearOp, MlpKind, ModelConfig, Site, SiteRole};
 use super::glob;
@@ -109,16 +109,9 @@ pub fn no_match(m: &ModelConfig, sites: &[Site], glob: &Spanned<String>, what: &
     d
 }
 
-/// A nearby glob that does match: `*` at the start widened to `**` (`*.attn.q` is the usual
-/// slip), or a typo fixed in one component.
+/// A nearby glob that does match: a typo fixed in one component.
 fn better_glob(g: &str, sites: &[Site]) -> Option<String> {
     let matches_any = |p: &str| sites.iter().any(|s| glob::matches(p, &s.name));
-    if let Some(rest) = g.strip_prefix("*.") {
-        let wide = format!("**.{rest}");
-        if matches_any(&wide) {
-            return Some(wide);
-        }
-    }
     let comps: Vec<&str> = g.split('.').collect();
     let mut words: Vec<&str> = sites.iter().flat_map(|s| s.name.split('.')).collect();
     words.sort_unstable();
@@ -127,7 +120,7 @@ fn better_glob(g: &str, sites: &[Site]) -> Option<String> {
         if c.contains('*') {
             continue;
         }
-        if let Some(w) = super::suggest::closest(c, &words) {
+        if let Some(w) = suggest::closest(c, &words) {
             let mut fixed = comps.clone();
             fixed[i] = w;
             let fixed = fixed.join(".");

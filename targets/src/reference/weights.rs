@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 
 pub type Weights = BTreeMap<String, Tensor>;
 
+/// Largest param the f64 interpreter materializes (8 GiB as f64): a bigger one in hand-written
+/// IR gets an error instead of an allocation failure.
+pub const MAX_PARAM_ELEMENTS: usize = 1 << 30;
+
 /// Materializes every param of `g` with its init and `seed`. Params declared `external` have
 /// no init: their name is returned in the error so the caller can say which weights to supply.
 pub fn init_weights(g: &Graph, seed: u64) -> Result<Weights, String> {
@@ -17,7 +21,15 @@ pub fn init_weights(g: &Graph, seed: u64) -> Result<Weights, String> {
         let Some(shape) = ty.const_dims() else {
             return Err(format!("param @{} has a symbolic shape {ty}", p.name));
         };
-        let numel = shape.iter().product();
+        let numel = match ty.const_numel() {
+            Some(n) if n <= MAX_PARAM_ELEMENTS => n,
+            _ => {
+                return Err(format!(
+                    "param @{} ({ty}) is larger than the reference backend's limit of {MAX_PARAM_ELEMENTS} elements",
+                    p.name
+                ));
+            }
+        };
         let Some(values) = bfly_ir::init::materialize(&p.init, numel, seed, &p.name) else {
             missing.push(p.name.clone());
             continue;
