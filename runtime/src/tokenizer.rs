@@ -37,9 +37,12 @@ impl ByteTokenizer {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
-    /// A printable form of one token: the character, or an escape for control bytes.
+    /// A printable form of one token: the character, or an escape for control bytes and
+    /// non-ASCII bytes (a lone byte of a UTF-8 sequence is not a character). A backslash is
+    /// doubled so escapes stay unambiguous.
     pub fn display(&self, id: u32) -> String {
         match u8::try_from(id) {
+            Ok(b'\\') => "\\\\".to_string(),
             Ok(b) if b.is_ascii_graphic() || b == b' ' => (b as char).to_string(),
             Ok(b) => format!("\\x{b:02x}"),
             Err(_) => format!("<{id}>"),
@@ -62,5 +65,6 @@ mod tests {
         assert!(err.contains("offset 1"), "{err}");
         assert_eq!(t.display(10), "\\x0a");
         assert_eq!(t.display(300), "<300>");
+        assert_eq!(t.display(u32::from(b'\\')), "\\\\");
     }
 }

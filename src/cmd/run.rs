@@ -43,6 +43,7 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
         .encode(&args.prompt)
         .map_err(|e| format!("error: {e}"))?;
     let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{}", args.prompt);
     let generated = session
         .generate_greedy(&prompt, args.n, |t| {
             // Stream each token as it is produced; control bytes are shown escaped.
