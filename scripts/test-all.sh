@@ -52,7 +52,8 @@ run_tests target/host-tests.log cargo test --workspace
 if [ "${BFLY_SKIP_QEMU:-0}" != 1 ]; then
   for cpu in max cortex-a53; do
     step "aarch64 tests under qemu-aarch64 -cpu $cpu"
-    QEMU_CPU=$cpu run_tests "target/qemu-$cpu-tests.log" \
+    QEMU_CPU=$cpu BFLY_CLI_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
+      run_tests "target/qemu-$cpu-tests.log" \
       cargo test --workspace --target aarch64-unknown-linux-gnu
   done
 fi
