@@ -17,6 +17,25 @@ pub fn rope(
     base: f64,
     pos_offset: usize,
 ) -> Vec<f64> {
+    rotate_pairs(x, batch, t, heads, head_dim, base, pos_offset, 1.0)
+}
+
+/// Rotates every `(x_j, x_{j+h/2})` pair by `sin_sign ·` its RoPE angle: `+1` is the forward,
+/// `−1` the transpose (the backward, since a rotation's inverse is its transpose).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "rope's arguments plus the direction of the rotation"
+)]
+pub(crate) fn rotate_pairs(
+    x: &[f64],
+    batch: usize,
+    t: usize,
+    heads: usize,
+    head_dim: usize,
+    base: f64,
+    pos_offset: usize,
+    sin_sign: f64,
+) -> Vec<f64> {
     debug_assert_eq!(x.len(), batch * t * heads * head_dim);
     debug_assert_eq!(head_dim % 2, 0);
     let half = head_dim / 2;
@@ -32,6 +51,7 @@ pub fn rope(
                 let v = &mut y[off..][..head_dim];
                 for (j, f) in freqs.iter().enumerate() {
                     let (s, c) = (pos * f).sin_cos();
+                    let s = sin_sign * s;
                     let (lo, hi) = (v[j], v[j + half]);
                     v[j] = lo * c - hi * s;
                     v[j + half] = lo * s + hi * c;

@@ -20,30 +20,7 @@ pub fn rope_backward(
     base: f64,
     pos_offset: usize,
 ) -> Vec<f64> {
-    debug_assert_eq!(grad_out.len(), batch * t * heads * head_dim);
-    debug_assert_eq!(head_dim % 2, 0);
-    let half = head_dim / 2;
-    let freqs: Vec<f64> = (0..half)
-        .map(|j| base.powf(-((2 * j) as f64) / head_dim as f64))
-        .collect();
-    let mut gx = grad_out.to_vec();
-    for b in 0..batch {
-        for i in 0..t {
-            let pos = (pos_offset + i) as f64;
-            for h in 0..heads {
-                let off = ((b * t + i) * heads + h) * head_dim;
-                let v = &mut gx[off..][..head_dim];
-                for (j, f) in freqs.iter().enumerate() {
-                    // Same angle as the forward; the transpose flips the sign of sin.
-                    let (s, c) = (pos * f).sin_cos();
-                    let (lo, hi) = (v[j], v[j + half]);
-                    v[j] = lo * c + hi * s;
-                    v[j + half] = -lo * s + hi * c;
-                }
-            }
-        }
-    }
-    gx
+    super::attention::rotate_pairs(grad_out, batch, t, heads, head_dim, base, pos_offset, -1.0)
 }
 
 /// Backward of [`causal_attention`](super::attention::causal_attention): returns

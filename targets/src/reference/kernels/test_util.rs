@@ -1,21 +1,16 @@
 //! Test helpers: a deterministic PRNG and small dense-matrix utilities. Nothing here calls the
 //! kernels under test, so oracles built from these stay independent of them.
 
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, deterministic, good enough for test data, and
-/// it keeps the crate free of an RNG dependency.
-pub struct Rng(u64);
+/// Test data from the same SplitMix64 the param init uses (deterministic, no RNG crate).
+pub struct Rng(bfly_ir::init::SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(bfly_ir::init::SplitMix64::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `[lo, hi)`, from the top 53 bits.
