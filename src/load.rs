@@ -11,12 +11,15 @@ pub struct Loaded {
     pub file: SourceFile,
     /// The spec's AST (absent for IR text input).
     pub ast: Option<SpecFile>,
+    /// The inference graph as built (or as parsed, for IR text).
     pub graph: Graph,
+    /// The checked spec (absent for IR text input).
+    pub spec: Option<bfly_compiler::ModelSpec>,
     /// The init seed the spec's `train` section asks for, if any.
     pub spec_seed: Option<u64>,
 }
 
-fn color() -> bool {
+pub fn color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
@@ -51,6 +54,7 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
             file,
             ast: None,
             graph,
+            spec: None,
             spec_seed: None,
         });
     }
@@ -62,5 +66,6 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
         ast,
         graph,
         spec_seed: spec.train.as_ref().map(|t| t.seed.node),
+        spec: Some(spec),
     })
 }

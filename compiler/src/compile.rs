@@ -3,7 +3,9 @@
 use bfly_grammar::{Diagnostic, SourceFile, parse_spec};
 use bfly_ir::Graph;
 
-use crate::builder::build_graph;
+use crate::builder::{build_graph, build_graph_for};
+use crate::mode::Mode;
+use crate::passes::{PassContext, pipeline, run_passes};
 use crate::spec::{ModelSpec, check_spec};
 
 /// Parses, checks and builds a spec source. A syntax error stops at the parse; otherwise every
@@ -13,6 +15,20 @@ pub fn compile_spec_source(file: &SourceFile) -> Result<(ModelSpec, Graph), Vec<
     let spec = check_spec(file, &ast)?;
     let graph = build_graph(&spec, file)?;
     Ok((spec, graph))
+}
+
+/// Builds the `mode` graph of a checked spec and runs the mode's pipeline up to and including
+/// the stage `stop` (every pass for `None`, none for `build`).
+pub fn compile_to_stage(
+    spec: &ModelSpec,
+    file: &SourceFile,
+    mode: Mode,
+    stop: Option<&str>,
+) -> Result<Graph, Vec<Diagnostic>> {
+    let mut g = build_graph_for(spec, file, mode)?;
+    let passes = pipeline(mode, spec);
+    run_passes(&mut g, &passes, &PassContext::new(spec, mode), stop)?;
+    Ok(g)
 }
 
 /// Renders diagnostics one after another (each ends with a newline), then a count line when

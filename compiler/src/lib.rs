@@ -1,14 +1,19 @@
-//! bfly-compiler: from a model spec to the Graph IR (checking, building) and, later, the
-//! passes over it.
+//! bfly-compiler: from a model spec to the Graph IR (checking, building) and the passes over
+//! it.
 //!
 //! - [`spec`]: the parsed spec AST becomes a typed, checked [`ModelSpec`];
-//! - [`builder`]: a [`ModelSpec`] becomes the inference graph;
-//! - [`compile_spec_source`]: both in one call, from source text.
+//! - [`builder`]: a [`ModelSpec`] becomes the forward graph (inference, or batched training);
+//! - [`passes`]: the pass manager and the passes, one pipeline per [`Mode`];
+//! - [`compile_spec_source`]: parse, check and build in one call, from source text;
+//!   [`compile_to_stage`] runs a mode's pipeline on top, up to a chosen pass.
 
 pub mod builder;
 mod compile;
+mod mode;
+pub mod passes;
 pub mod spec;
 
-pub use builder::build_graph;
-pub use compile::{compile_spec_source, render_diagnostics};
+pub use builder::{build_graph, build_graph_for};
+pub use compile::{compile_spec_source, compile_to_stage, render_diagnostics};
+pub use mode::{DEFAULT_BATCH, DEFAULT_SEQ, Mode, train_bounds};
 pub use spec::{ModelSpec, check_spec};

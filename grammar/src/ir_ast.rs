@@ -23,11 +23,14 @@ pub struct SymBound {
     pub max: Spanned<u64>,
 }
 
-/// `%name: TYPE` (graph input or output).
+/// `%name: TYPE` (graph input or output), or `@param: TYPE` (an output that is the new value
+/// of a parameter).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValueDecl {
     pub name: Spanned<String>,
     pub ty: TypeAst,
+    /// Declared with `@`: names a parameter (outputs only).
+    pub param: bool,
 }
 
 /// `dtype[dims]`; `f32[]` is a scalar.

@@ -102,9 +102,12 @@ fn decls(pair: P<'_>) -> Result<Vec<ValueDecl>, Diagnostic> {
     Children::of(pair, noise)
         .map(|d| {
             let mut c = Children::of(d, noise);
-            let name = sigil_name(&c.expect(Rule::local)?);
+            let (name, param) = match c.optional(Rule::global) {
+                Some(g) => (sigil_name(&g), true),
+                None => (sigil_name(&c.expect(Rule::local)?), false),
+            };
             let ty = ty(c.expect(Rule::ty)?)?;
-            Ok(ValueDecl { name, ty })
+            Ok(ValueDecl { name, ty, param })
         })
         .collect()
 }
@@ -315,6 +318,7 @@ impl SyntaxErrors for IrErrors {
             },
             Rule::rparen => "`)`".into(),
             Rule::value_decl | Rule::local => "a `%value`".into(),
+            Rule::output_decl => "an output `%value: TYPE` or `@param: TYPE`".into(),
             Rule::result if prev == Some(",") => "a `%value`".into(),
             Rule::result | Rule::stmt => "a statement `%x = op ...`".into(),
             Rule::colon => "`:`".into(),

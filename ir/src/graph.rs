@@ -67,10 +67,37 @@ pub struct Edge {
     pub result: u32,
 }
 
+/// A graph result: a named value (`%logits`), or the new value of a parameter (`@w`), which
+/// is how a training step returns its updates.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Output {
     pub name: String,
     pub value: Value,
+    /// `name` is a parameter this output overwrites.
+    pub param: bool,
+}
+
+impl Output {
+    pub fn value(name: impl Into<String>, value: Value) -> Output {
+        Output {
+            name: name.into(),
+            value,
+            param: false,
+        }
+    }
+
+    pub fn param_update(param: impl Into<String>, value: Value) -> Output {
+        Output {
+            name: param.into(),
+            value,
+            param: true,
+        }
+    }
+
+    /// The output as the signature prints it: `%logits` or `@w`.
+    pub fn sigil_name(&self) -> String {
+        format!("{}{}", if self.param { '@' } else { '%' }, self.name)
+    }
 }
 
 /// Error building or checking a graph: which node (if any) and what is wrong.

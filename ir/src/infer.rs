@@ -540,6 +540,52 @@ pub fn infer_types(op: &Op, ins: &[&Type]) -> R<Vec<Type>> {
             bias_check(ins.get(4), w[0])?;
             one(xq.with_last(w[0]).with_dtype(DType::F32))
         }
+        Op::Fill { dtype, dims, .. } => one(Type::new(*dtype, dims.iter().cloned())),
+        Op::Grad(inner) => {
+            if !inner.is_differentiable() {
+                return Err(format!("`{}` has no gradient", inner.name()));
+            }
+            let r = inner.num_results();
+            let (fwd, grads) = ins.split_at(ins.len() - r);
+            let outs = infer_types(inner, fwd)?;
+            for (i, (g, want)) in grads.iter().zip(&outs).enumerate() {
+                if **g != *want {
+                    return Err(format!(
+                        "upstream gradient {i} must match the forward result {want}, found {g}"
+                    ));
+                }
+            }
+            Ok(fwd
+                .iter()
+                .filter(|t| t.dtype.is_float())
+                .map(|t| (*t).clone())
+                .collect())
+        }
+        Op::Sgd { .. } => {
+            let (p, g) = (ins[0], ins[1]);
+            need_float(p, "sgd param")?;
+            if p != g {
+                return Err(format!("gradient {g} must match the param {p}"));
+            }
+            one(p.clone())
+        }
+        Op::AdamW { .. } => {
+            let p = ins[0];
+            need_float(p, "adamw param")?;
+            for (what, t) in [
+                ("gradient", ins[1]),
+                ("first moment", ins[2]),
+                ("second moment", ins[3]),
+            ] {
+                if t != p {
+                    return Err(format!("{what} {t} must match the param {p}"));
+                }
+            }
+            if *ins[4] != Type::scalar(DType::F32) {
+                return Err(format!("step must be f32[], found {}", ins[4]));
+            }
+            Ok(vec![p.clone(), p.clone(), p.clone()])
+        }
         Op::CrossEntropy => {
             let (logits, targets) = (ins[0], ins[1]);
             need_float(logits, "logits")?;

@@ -222,6 +222,32 @@ pub enum Op {
 
     /// `cross_entropy logits, targets` → mean negative log-likelihood, `f32[]`.
     CrossEntropy,
+
+    /// A constant tensor (dims may be symbolic: bound at run time). Seeds backward (`1.0`).
+    Fill {
+        value: f64,
+        dtype: DType,
+        dims: Vec<Dim>,
+    },
+    /// The vector–Jacobian product of a forward op, printed `OP.grad` with the forward op's
+    /// attributes. Operands: the forward operands, then one upstream gradient per forward
+    /// result. Results: the gradient of each float forward operand, in operand order
+    /// (integer operands such as tokens get none). Broadcasting ops reduce their gradients to
+    /// the operand's shape.
+    Grad(Box<Op>),
+    /// `sgd p, g` → `p − lr·g`.
+    Sgd {
+        lr: f64,
+    },
+    /// `adamw p, g, m, v, step` → `(p', m', v')`: Adam with bias correction for the 1-based
+    /// `step` (`f32[]`) and decoupled weight decay `p' = p − lr·(m̂/(√v̂ + eps) + wd·p)`.
+    AdamW {
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+    },
 }
 
 /// Attribute list of an op, in print order.
@@ -229,6 +255,17 @@ pub type Attrs = Vec<(&'static str, AttrValue)>;
 
 fn int(v: u64) -> AttrValue {
     AttrValue::Int(v as i64)
+}
+
+fn dims_attr(dims: &[Dim]) -> AttrValue {
+    AttrValue::List(
+        dims.iter()
+            .map(|d| match d {
+                Dim::Const(c) => int(*c),
+                Dim::Sym(s) => AttrValue::Ident(s.clone()),
+            })
+            .collect(),
+    )
 }
 
 fn ints(v: &[u64]) -> AttrValue {
@@ -270,9 +307,20 @@ impl Op {
         "dequantize",
         "qmatmul",
         "cross_entropy",
+        "fill",
+        "sgd",
+        "adamw",
     ];
 
-    pub fn name(&self) -> &'static str {
+    /// The op's name in the text form (`butterfly`, `butterfly.grad`).
+    pub fn name(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Op::Grad(inner) => format!("{}.grad", inner.name()).into(),
+            op => op.base_name().into(),
+        }
+    }
+
+    fn base_name(&self) -> &'static str {
         match self {
             Op::Input { .. } => "input",
             Op::Param(_) => "param",
@@ -308,7 +356,41 @@ impl Op {
             Op::Dequantize => "dequantize",
             Op::QMatmul => "qmatmul",
             Op::CrossEntropy => "cross_entropy",
+            Op::Fill { .. } => "fill",
+            Op::Sgd { .. } => "sgd",
+            Op::AdamW { .. } => "adamw",
+            Op::Grad(_) => "grad",
         }
+    }
+
+    /// How many results the op produces (independent of operand types).
+    pub fn num_results(&self) -> usize {
+        match self {
+            Op::Split { sizes, .. } => sizes.len(),
+            Op::Quantize => 2,
+            Op::AdamW { .. } => 3,
+            // One gradient per float operand: known only from types, see `infer`.
+            Op::Grad(_) => 0,
+            _ => 1,
+        }
+    }
+
+    /// Can autodiff take the VJP of this op? (Sources have no operands to differentiate;
+    /// int8 ops are inference-only; no second derivatives.)
+    pub fn is_differentiable(&self) -> bool {
+        !matches!(
+            self,
+            Op::Input { .. }
+                | Op::Param(_)
+                | Op::HadamardTwiddles { .. }
+                | Op::Quantize
+                | Op::Dequantize
+                | Op::QMatmul
+                | Op::Fill { .. }
+                | Op::Grad(_)
+                | Op::Sgd { .. }
+                | Op::AdamW { .. }
+        )
     }
 
     /// Is this a source node (input or parameter) rather than a computation?
@@ -319,7 +401,16 @@ impl Op {
     /// Accepted operand counts (min, max).
     pub fn arity(&self) -> (usize, usize) {
         match self {
-            Op::Input { .. } | Op::Param(_) | Op::HadamardTwiddles { .. } => (0, 0),
+            Op::Input { .. } | Op::Param(_) | Op::HadamardTwiddles { .. } | Op::Fill { .. } => {
+                (0, 0)
+            }
+            Op::Sgd { .. } => (2, 2),
+            Op::AdamW { .. } => (5, 5),
+            Op::Grad(inner) => {
+                let (lo, hi) = inner.arity();
+                let r = inner.num_results();
+                (lo + r, hi.saturating_add(r))
+            }
             Op::Neg
             | Op::Exp
             | Op::Silu
@@ -388,21 +479,31 @@ impl Op {
             Op::CausalAttention { heads, kv_heads } => {
                 vec![("heads", int(*heads)), ("kv_heads", int(*kv_heads))]
             }
-            Op::Reshape { dims } => vec![(
-                "dims",
-                AttrValue::List(
-                    dims.iter()
-                        .map(|d| match d {
-                            Dim::Const(c) => int(*c),
-                            Dim::Sym(s) => AttrValue::Ident(s.clone()),
-                        })
-                        .collect(),
-                ),
-            )],
+            Op::Reshape { dims } => vec![("dims", dims_attr(dims))],
             Op::Transpose { perm } => vec![("perm", ints(perm))],
             Op::Split { axis, sizes } => vec![("axis", int(*axis)), ("sizes", ints(sizes))],
             Op::Concat { axis } => vec![("axis", int(*axis))],
             Op::Cast { to } => vec![("to", AttrValue::Ident(to.name().into()))],
+            Op::Fill { value, dtype, dims } => vec![
+                ("value", AttrValue::Float(*value)),
+                ("dtype", AttrValue::Ident(dtype.name().into())),
+                ("dims", dims_attr(dims)),
+            ],
+            Op::Grad(inner) => inner.attrs(),
+            Op::Sgd { lr } => vec![("lr", AttrValue::Float(*lr))],
+            Op::AdamW {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => vec![
+                ("lr", AttrValue::Float(*lr)),
+                ("beta1", AttrValue::Float(*beta1)),
+                ("beta2", AttrValue::Float(*beta2)),
+                ("eps", AttrValue::Float(*eps)),
+                ("weight_decay", AttrValue::Float(*weight_decay)),
+            ],
             _ => Vec::new(),
         }
     }
@@ -410,6 +511,13 @@ impl Op {
     /// Rebuilds an op from its text name and attributes. Errors name the attribute and say
     /// what was expected.
     pub fn from_text(name: &str, attrs: &[(String, AttrValue)]) -> Result<Op, String> {
+        if let Some(forward) = name.strip_suffix(".grad") {
+            let inner = Op::from_text(forward, attrs)?;
+            if !inner.is_differentiable() {
+                return Err(format!("`{forward}` has no gradient op"));
+            }
+            return Ok(Op::Grad(Box::new(inner)));
+        }
         let mut a = AttrReader::new(name, attrs);
         let op = match name {
             "embed" => Op::Embed,
@@ -483,6 +591,19 @@ impl Op {
             "dequantize" => Op::Dequantize,
             "qmatmul" => Op::QMatmul,
             "cross_entropy" => Op::CrossEntropy,
+            "fill" => Op::Fill {
+                value: a.float("value")?,
+                dtype: a.dtype("dtype")?,
+                dims: a.dims("dims")?,
+            },
+            "sgd" => Op::Sgd { lr: a.float("lr")? },
+            "adamw" => Op::AdamW {
+                lr: a.float("lr")?,
+                beta1: a.float("beta1")?,
+                beta2: a.float("beta2")?,
+                eps: a.float("eps")?,
+                weight_decay: a.float("weight_decay")?,
+            },
             _ => return Err(format!("unknown op `{name}`")),
         };
         a.finish()?;
@@ -626,6 +747,19 @@ mod tests {
                 axis: 1,
                 sizes: vec![64, 64],
             },
+            Op::Grad(Box::new(Op::RmsNorm { eps: 1e-6 })),
+            Op::Fill {
+                value: 1.0,
+                dtype: DType::F32,
+                dims: vec![Dim::sym("B"), Dim::Const(3)],
+            },
+            Op::AdamW {
+                lr: 3e-4,
+                beta1: 0.9,
+                beta2: 0.95,
+                eps: 1e-8,
+                weight_decay: 0.0,
+            },
         ];
         for op in samples {
             let attrs: Vec<(String, AttrValue)> = op
@@ -633,7 +767,7 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect();
-            assert_eq!(Op::from_text(op.name(), &attrs), Ok(op));
+            assert_eq!(Op::from_text(&op.name(), &attrs), Ok(op));
         }
         for name in Op::NAMES {
             // Ops without attributes rebuild from the bare name; the rest report what is

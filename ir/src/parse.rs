@@ -263,7 +263,8 @@ fn lower(ast: &IrGraph) -> Result<Graph, Vec<Diagnostic>> {
         {
             errors.push(Diagnostic::error(
                 format!(
-                    "output `%{}` is declared {ty} but `%{}` is {}",
+                    "output `{}{}` is declared {ty} but `%{}` is {}",
+                    if decl.param { '@' } else { '%' },
                     decl.name.node,
                     r.node,
                     g.value_type(v)
@@ -274,6 +275,7 @@ fn lower(ast: &IrGraph) -> Result<Graph, Vec<Diagnostic>> {
         outputs.push(Output {
             name: decl.name.node.clone(),
             value: v,
+            param: decl.param,
         });
     }
     g.set_outputs(outputs);

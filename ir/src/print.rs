@@ -56,7 +56,7 @@ pub fn print_graph(g: &Graph) -> String {
     let mut s = String::new();
     let sig = |ids: Vec<(String, String)>| {
         ids.into_iter()
-            .map(|(n, t)| format!("%{n}: {t}"))
+            .map(|(n, t)| format!("{n}: {t}"))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -64,14 +64,14 @@ pub fn print_graph(g: &Graph) -> String {
         .inputs()
         .iter()
         .map(|&id| match &g.node(id).op {
-            Op::Input { name } => (name.clone(), g.node(id).results[0].to_string()),
-            _ => ("?".into(), String::new()),
+            Op::Input { name } => (format!("%{name}"), g.node(id).results[0].to_string()),
+            _ => ("%?".into(), String::new()),
         })
         .collect();
     let outputs = g
         .outputs()
         .iter()
-        .map(|o| (o.name.clone(), g.value_type(o.value).to_string()))
+        .map(|o| (o.sigil_name(), g.value_type(o.value).to_string()))
         .collect();
     let _ = write!(
         s,

@@ -280,10 +280,7 @@ mod size_tests {
                 None,
             )
             .unwrap();
-        g.set_outputs(vec![Output {
-            name: "y".into(),
-            value: y,
-        }]);
+        g.set_outputs(vec![Output::value("y", y)]);
         g
     }
 

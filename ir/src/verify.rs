@@ -100,9 +100,35 @@ pub fn verify(g: &Graph) -> Result<(), Vec<IrError>> {
             Err(m) => errors.push(err(g, &names, id, m)),
         }
     }
+    let mut updated = std::collections::HashSet::new();
     for o in g.outputs() {
         if !g.contains(o.value.node) {
-            errors.push(IrError::new(format!("output %{} is not defined", o.name)));
+            errors.push(IrError::new(format!(
+                "output {} is not defined",
+                o.sigil_name()
+            )));
+            continue;
+        }
+        if !o.param {
+            continue;
+        }
+        match g.find_param(&o.name) {
+            None => errors.push(IrError::new(format!(
+                "output @{} updates a param that does not exist",
+                o.name
+            ))),
+            Some(p) if g.value_type(p) != g.value_type(o.value) => {
+                errors.push(IrError::new(format!(
+                    "output @{} is {} but the param is {}",
+                    o.name,
+                    g.value_type(o.value),
+                    g.value_type(p)
+                )))
+            }
+            Some(_) => {}
+        }
+        if !updated.insert(o.name.as_str()) {
+            errors.push(IrError::new(format!("param @{} is updated twice", o.name)));
         }
     }
     if errors.is_empty() {

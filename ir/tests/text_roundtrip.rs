@@ -234,15 +234,71 @@ fn every_op_graph() -> Graph {
         .unwrap();
     let logits = g.add1(Op::Add, &[logits, deq], None).unwrap();
     let loss = g.add1(Op::CrossEntropy, &[logits, tokens], None).unwrap();
+    // Training ops: the loss seed, one VJP, and both optimizers writing params back.
+    let seed = g
+        .add1(
+            Op::Fill {
+                value: 1.0,
+                dtype: DType::F32,
+                dims: vec![],
+            },
+            &[],
+            None,
+        )
+        .unwrap();
+    let dlogits = g
+        .add_op(
+            Op::Grad(Box::new(Op::CrossEntropy)),
+            &[logits, tokens, seed],
+            None,
+        )
+        .unwrap();
+    let zeros = g
+        .add1(
+            Op::Fill {
+                value: 0.0,
+                dtype: DType::F32,
+                dims: vec![t.clone(), Dim::Const(16)],
+            },
+            &[],
+            None,
+        )
+        .unwrap();
+    let dnorm = g
+        .add_op(
+            Op::Grad(Box::new(Op::RmsNorm { eps: 1e-6 })),
+            &[h, gain, zeros],
+            None,
+        )
+        .unwrap();
+    let new_gain = g
+        .add1(Op::Sgd { lr: 0.1 }, &[gain, dnorm[1]], None)
+        .unwrap();
+    let m = param(&mut g, "o.weight.adam_m", &[16, 16], Init::Zeros);
+    let v = param(&mut g, "o.weight.adam_v", &[16, 16], Init::Zeros);
+    let step = g.add_input("step", Type::scalar(DType::F32));
+    let dw = g
+        .add_op(Op::Grad(Box::new(Op::Matmul)), &[e, dense, o], None)
+        .unwrap();
+    let adam = g
+        .add_op(
+            Op::AdamW {
+                lr: 1e-3,
+                beta1: 0.9,
+                beta2: 0.95,
+                eps: 1e-8,
+                weight_decay: 0.01,
+            },
+            &[dense, dw[1], m, v, step],
+            None,
+        )
+        .unwrap();
+    assert_eq!(dlogits.len(), 1);
     g.set_outputs(vec![
-        Output {
-            name: "logits".into(),
-            value: logits,
-        },
-        Output {
-            name: "loss".into(),
-            value: loss,
-        },
+        Output::value("logits", logits),
+        Output::value("loss", loss),
+        Output::param_update("norm.gain", new_gain),
+        Output::param_update("o.weight", adam[0]),
     ]);
     g
 }
@@ -252,14 +308,17 @@ fn every_op_round_trips_through_text() {
     let g = every_op_graph();
     verify(&g).expect("the hand-built graph verifies");
     let text = print_graph(&g);
-    let covered: std::collections::BTreeSet<&str> =
-        g.node_ids().map(|id| g.node(id).op.name()).collect();
+    let covered: std::collections::BTreeSet<String> = g
+        .node_ids()
+        .map(|id| g.node(id).op.name().into_owned())
+        .collect();
     for name in Op::NAMES {
         assert!(
-            covered.contains(name),
+            covered.contains(*name),
             "op `{name}` is missing from the round-trip graph"
         );
     }
+    assert!(covered.contains("matmul.grad") && text.contains("@o.weight: f32[16, 16]"));
     let parsed = parse_graph(&SourceFile::new("every_op.bfir", text.clone()))
         .unwrap_or_else(|d| panic!("{d:?}\n{text}"));
     assert_eq!(print_graph(&parsed), text);

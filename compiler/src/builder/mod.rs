@@ -1,5 +1,9 @@
-//! The model builder: a checked [`ModelSpec`] becomes the inference Graph IR
-//! `graph @NAME(%tokens: i32[T]) -> (%logits: f32[T, vocab]) where T <= context`.
+//! The model builder: a checked [`ModelSpec`] becomes the forward Graph IR. In inference mode
+//! `graph @NAME(%tokens: i32[T]) -> (%logits: f32[T, vocab]) where T <= context`; in training
+//! mode the same forward over a batch, `%tokens: i32[B, T]` with `where B <= batch, T <= seq`
+//! (the `train` section's sizes, see [`train_bounds`]). Every op takes leading batch dims (rope
+//! and attention read axis −2 as `T`), so the two modes differ only in the signature. The
+//! training passes (`loss`, `autodiff`, `optimizer`) turn the batched forward into a step.
 //!
 //! Every node carries the spec location (`loc(line:col)`) of the entry that caused it: the
 //! site's kind value for projections, `norm` for norms, `position` for rope, `attention`, `mlp`
@@ -38,13 +42,23 @@ mod linear;
 use bfly_grammar::{Diagnostic, SourceFile};
 use bfly_ir::{DType, Dim, Graph, Init, Op, Output, Type, verify};
 
+use crate::mode::{Mode, train_bounds};
 use crate::spec::{ModelSpec, SiteRole};
 use ctx::Ctx;
 
-/// Builds and verifies the inference graph of a checked spec. Errors here are builder bugs
-/// (the checker should have caught every user error), reported as diagnostics.
+/// Builds and verifies the inference graph of a checked spec.
 pub fn build_graph(spec: &ModelSpec, file: &SourceFile) -> Result<Graph, Vec<Diagnostic>> {
-    let g = build(spec, file).map_err(|d| vec![d])?;
+    build_graph_for(spec, file, Mode::Infer)
+}
+
+/// Builds and verifies the forward graph for `mode`. Errors here are builder bugs (the checker
+/// should have caught every user error), reported as diagnostics.
+pub fn build_graph_for(
+    spec: &ModelSpec,
+    file: &SourceFile,
+    mode: Mode,
+) -> Result<Graph, Vec<Diagnostic>> {
+    let g = build(spec, file, mode).map_err(|d| vec![d])?;
     verify(&g).map_err(|errors| {
         errors
             .iter()
@@ -54,12 +68,22 @@ pub fn build_graph(spec: &ModelSpec, file: &SourceFile) -> Result<Graph, Vec<Dia
     Ok(g)
 }
 
-fn build(spec: &ModelSpec, file: &SourceFile) -> Result<Graph, Diagnostic> {
+fn build(spec: &ModelSpec, file: &SourceFile, mode: Mode) -> Result<Graph, Diagnostic> {
     let mut cx = Ctx::new(spec, file);
     let m = &spec.model;
-    cx.g.set_bound("T", m.context.node);
-    let tokens =
-        cx.g.add_input("tokens", Type::new(DType::I32, [Dim::sym("T")]));
+    let token_dims = match mode {
+        Mode::Infer => {
+            cx.g.set_bound("T", m.context.node);
+            vec![Dim::sym("T")]
+        }
+        Mode::Train => {
+            let (batch, seq) = train_bounds(spec);
+            cx.g.set_bound("B", batch);
+            cx.g.set_bound("T", seq);
+            vec![Dim::sym("B"), Dim::sym("T")]
+        }
+    };
+    let tokens = cx.g.add_input("tokens", Type::new(DType::I32, token_dims));
     let dims = [m.vocab.node, m.d_model.node];
     let table = cx.param(
         "embed.weight".into(),
@@ -78,9 +102,6 @@ fn build(spec: &ModelSpec, file: &SourceFile) -> Result<Graph, Diagnostic> {
         let head = cx.site(None, SiteRole::Head)?;
         linear::lower_site(&mut cx, head, h)?
     };
-    cx.g.set_outputs(vec![Output {
-        name: "logits".into(),
-        value: logits,
-    }]);
+    cx.g.set_outputs(vec![Output::value("logits", logits)]);
     Ok(cx.g)
 }

@@ -33,6 +33,13 @@ impl ModelSpec {
             None => Trainable::All,
         }
     }
+
+    /// The optimizer of a training step: the `train` section's, else [`DEFAULT_OPTIMIZER`].
+    pub fn optimizer(&self) -> Optimizer {
+        self.train
+            .as_ref()
+            .map_or(DEFAULT_OPTIMIZER, |t| t.optimizer.node)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -303,6 +310,15 @@ pub fn glob_matches_param(glob: &str, param: &str) -> bool {
     let owner = param.rsplit_once('.').map(|(o, _)| o);
     super::glob::matches(glob, param) || owner.is_some_and(|o| super::glob::matches(glob, o))
 }
+
+/// `adamw(lr = 3e-4)` with its defaults: what a spec gets without `optimizer` (or `train`).
+pub const DEFAULT_OPTIMIZER: Optimizer = Optimizer::AdamW {
+    lr: 3e-4,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weight_decay: 0.0,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Optimizer {

@@ -3,11 +3,12 @@
 
 use bfly_grammar::{Diagnostic, Section, Spanned, Value, ValueKind};
 
-use super::config::{Optimizer, TrainConfig, Trainable, glob_matches_param};
+use super::config::{DEFAULT_OPTIMIZER, Optimizer, TrainConfig, Trainable, glob_matches_param};
 use super::fields::{Fields, KeyDoc};
 use super::params::ParamName;
 use super::read::{self, Kwargs};
 use super::sink::Sink;
+use crate::mode::{DEFAULT_BATCH, DEFAULT_SEQ};
 
 const KEYS: &[KeyDoc] = &[
     KeyDoc {
@@ -54,16 +55,16 @@ pub fn check_train(
     };
     let optimizer = match f.get("optimizer") {
         Some(e) => optimizer(sink, e.value).map(|o| Spanned::new(o, e.value.span)),
-        None => Some(Spanned::new(ADAMW_DEFAULT, kw)),
+        None => Some(Spanned::new(DEFAULT_OPTIMIZER, kw)),
     };
     let mut count = |key: &str, default: u64, min: u64, max: u64| match f.get(key) {
         Some(e) => read::size(sink, e.value, key, min, max).map(|v| Spanned::new(v, e.value.span)),
         None => Some(Spanned::new(default, kw)),
     };
-    let batch = count("batch", 8, 1, 1 << 16);
+    let batch = count("batch", DEFAULT_BATCH, 1, 1 << 16);
     let seq = count(
         "seq",
-        context.map_or(64, |c| c.min(64)),
+        context.map_or(DEFAULT_SEQ, |c| c.min(DEFAULT_SEQ)),
         1,
         super::model::MAX_CONTEXT,
     );
@@ -94,14 +95,6 @@ pub fn check_train(
         steps: steps?,
     })
 }
-
-const ADAMW_DEFAULT: Optimizer = Optimizer::AdamW {
-    lr: 3e-4,
-    beta1: 0.9,
-    beta2: 0.999,
-    eps: 1e-8,
-    weight_decay: 0.0,
-};
 
 fn trainable(sink: &mut Sink<'_>, v: &Value) -> Option<Trainable> {
     if let ValueKind::List(_) = v.kind {

@@ -4,10 +4,11 @@
 //! Shapes are re-checked against the concrete tensors at every node; symbols (`T`, `B`) are
 //! bound from the inputs and checked against the graph's bounds.
 
+use super::interp_grad as grad;
 use super::kernels::{self as k, quant::round_to_f16};
 use super::tensor::{Data, Tensor};
-use super::weights::Weights;
-use bfly_ir::{DType, Dim, Graph, NodeId, Op, TwiddleShape, Value, print::ValueNames};
+use super::weights::{MAX_PARAM_ELEMENTS, Weights};
+use bfly_ir::{DType, Dim, Graph, NodeId, Op, TwiddleShape, Type, Value, print::ValueNames};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -29,7 +30,7 @@ impl fmt::Display for EvalError {
 
 impl std::error::Error for EvalError {}
 
-fn fail<T>(message: impl Into<String>) -> Result<T, EvalError> {
+pub(super) fn fail<T>(message: impl Into<String>) -> Result<T, EvalError> {
     Err(EvalError {
         node: None,
         message: message.into(),
@@ -184,14 +185,14 @@ fn bind_symbols(g: &Graph, inputs: &[Tensor]) -> Result<HashMap<String, usize>, 
     Ok(bind)
 }
 
-fn floats<'a>(t: &'a Tensor, what: &str) -> Result<&'a [f64], EvalError> {
+pub(super) fn floats<'a>(t: &'a Tensor, what: &str) -> Result<&'a [f64], EvalError> {
     match t.floats() {
         Some(v) => Ok(v),
         None => fail(format!("{what} must be a float tensor")),
     }
 }
 
-fn ints<'a>(t: &'a Tensor, what: &str) -> Result<&'a [i64], EvalError> {
+pub(super) fn ints<'a>(t: &'a Tensor, what: &str) -> Result<&'a [i64], EvalError> {
     match t.ints() {
         Some(v) => Ok(v),
         None => fail(format!("{what} must be an integer tensor")),
@@ -199,14 +200,14 @@ fn ints<'a>(t: &'a Tensor, what: &str) -> Result<&'a [i64], EvalError> {
 }
 
 /// Rounds a freshly computed float result to its declared storage dtype.
-fn store(dtype: DType, shape: Vec<usize>, mut v: Vec<f64>) -> Tensor {
+pub(super) fn store(dtype: DType, shape: Vec<usize>, mut v: Vec<f64>) -> Tensor {
     if dtype == DType::F16 {
         v.iter_mut().for_each(|x| *x = round_to_f16(*x));
     }
     Tensor::float(dtype, shape, v)
 }
 
-fn with_last(shape: &[usize], last: usize) -> Vec<usize> {
+pub(super) fn with_last(shape: &[usize], last: usize) -> Vec<usize> {
     let mut s = shape.to_vec();
     if let Some(l) = s.last_mut() {
         *l = last;
@@ -218,26 +219,39 @@ fn optional_bias<'a>(args: &[&'a Tensor], slot: usize) -> Result<Option<&'a [f64
     args.get(slot).map(|b| floats(b, "bias")).transpose()
 }
 
-/// Numpy broadcast of a binary elementwise op.
-fn broadcast(a: &Tensor, b: &Tensor, f: impl Fn(f64, f64) -> f64) -> Result<Tensor, EvalError> {
-    let (av, bv) = (floats(a, "lhs")?, floats(b, "rhs")?);
-    let rank = a.shape.len().max(b.shape.len());
+/// An arity range for messages: `2`, `2 to 3`, `at least 1`.
+pub(super) fn operand_count(lo: usize, hi: usize) -> String {
+    if lo == hi {
+        format!("{lo}")
+    } else if hi == usize::MAX {
+        format!("at least {lo}")
+    } else {
+        format!("{lo} to {hi}")
+    }
+}
+
+/// Result shape of a broadcast, then the flat source index in `a` and in `b` of each element.
+pub(super) type Broadcast = (Vec<usize>, Vec<usize>, Vec<usize>);
+
+/// Numpy broadcast of two shapes aligned at the trailing axis: the result shape and, for every
+/// result element in row-major order, the flat index it reads in `a` and in `b`. The forward
+/// op and its gradient (which scatters back through the same indices) share this one rule.
+pub(super) fn broadcast_indices(a: &[usize], b: &[usize]) -> Result<Broadcast, EvalError> {
+    let rank = a.len().max(b.len());
     let pad = |s: &[usize]| {
         let mut p = vec![1; rank - s.len()];
         p.extend_from_slice(s);
         p
     };
-    let (sa, sb) = (pad(&a.shape), pad(&b.shape));
+    let (sa, sb) = (pad(a), pad(b));
     let mut out_shape = Vec::with_capacity(rank);
     for (&x, &y) in sa.iter().zip(&sb) {
         if x != y && x != 1 && y != 1 {
-            return fail(format!(
-                "shapes {:?} and {:?} do not broadcast",
-                a.shape, b.shape
-            ));
+            return fail(format!("shapes {a:?} and {b:?} do not broadcast"));
         }
         out_shape.push(x.max(y));
     }
+    // A broadcast (size-1) axis has stride 0, so every output index along it reads element 0.
     let strides = |s: &[usize]| {
         let mut st = vec![0; rank];
         let mut acc = 1;
@@ -249,12 +263,11 @@ fn broadcast(a: &Tensor, b: &Tensor, f: impl Fn(f64, f64) -> f64) -> Result<Tens
     };
     let (ta, tb) = (strides(&sa), strides(&sb));
     let numel: usize = out_shape.iter().product();
-    let mut out = Vec::with_capacity(numel);
+    let (mut ia, mut ib) = (Vec::with_capacity(numel), Vec::with_capacity(numel));
     let mut idx = vec![0usize; rank];
     for _ in 0..numel {
-        let ia: usize = idx.iter().zip(&ta).map(|(i, s)| i * s).sum();
-        let ib: usize = idx.iter().zip(&tb).map(|(i, s)| i * s).sum();
-        out.push(f(av[ia], bv[ib]));
+        ia.push(idx.iter().zip(&ta).map(|(i, s)| i * s).sum());
+        ib.push(idx.iter().zip(&tb).map(|(i, s)| i * s).sum());
         for ax in (0..rank).rev() {
             idx[ax] += 1;
             if idx[ax] < out_shape[ax] {
@@ -263,6 +276,14 @@ fn broadcast(a: &Tensor, b: &Tensor, f: impl Fn(f64, f64) -> f64) -> Result<Tens
             idx[ax] = 0;
         }
     }
+    Ok((out_shape, ia, ib))
+}
+
+/// Numpy broadcast of a binary elementwise op.
+fn broadcast(a: &Tensor, b: &Tensor, f: impl Fn(f64, f64) -> f64) -> Result<Tensor, EvalError> {
+    let (av, bv) = (floats(a, "lhs")?, floats(b, "rhs")?);
+    let (out_shape, ia, ib) = broadcast_indices(&a.shape, &b.shape)?;
+    let out = ia.iter().zip(&ib).map(|(&i, &j)| f(av[i], bv[j])).collect();
     Ok(store(a.dtype, out_shape, out))
 }
 
@@ -276,7 +297,7 @@ fn map(x: &Tensor, f: impl Fn(f64) -> f64) -> Result<Tensor, EvalError> {
 }
 
 /// `[batch, t, width]` view of an attention-style tensor `[..., T, width]`.
-fn seq_view(x: &Tensor) -> (usize, usize, usize) {
+pub(super) fn seq_view(x: &Tensor) -> (usize, usize, usize) {
     let r = x.shape.len();
     let t = x.shape[r - 2];
     let width = x.shape[r - 1];
@@ -293,7 +314,7 @@ fn strides(shape: &[usize]) -> Vec<usize> {
 }
 
 /// Copies a slab `[outer, len, inner]` out of a tensor along `axis`.
-fn slice_axis(x: &Tensor, axis: usize, start: usize, len: usize) -> Tensor {
+pub(super) fn slice_axis(x: &Tensor, axis: usize, start: usize, len: usize) -> Tensor {
     let outer: usize = x.shape[..axis].iter().product();
     let inner: usize = x.shape[axis + 1..].iter().product();
     let d = x.shape[axis];
@@ -320,6 +341,132 @@ fn slice_axis(x: &Tensor, axis: usize, start: usize, len: usize) -> Tensor {
     }
 }
 
+/// `y[i_0, …] = x[i_perm[0], …]`: axis `a` of the result is axis `perm[a]` of `x`.
+pub(super) fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor, EvalError> {
+    if perm.len() != x.shape.len() {
+        return fail(format!("perm {perm:?} must list all axes of {:?}", x.shape));
+    }
+    let mut seen = vec![false; x.shape.len()];
+    for &p in perm {
+        match seen.get_mut(p) {
+            Some(s) if !*s => *s = true,
+            _ => {
+                return fail(format!(
+                    "perm {perm:?} is not a permutation of the axes of {:?}",
+                    x.shape
+                ));
+            }
+        }
+    }
+    let src_strides = strides(&x.shape);
+    let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
+    let numel = x.numel();
+    let mut src_index = Vec::with_capacity(numel);
+    let mut idx = vec![0usize; shape.len()];
+    for _ in 0..numel {
+        src_index.push(
+            idx.iter()
+                .zip(perm)
+                .map(|(i, &p)| i * src_strides[p])
+                .sum::<usize>(),
+        );
+        for ax in (0..shape.len()).rev() {
+            idx[ax] += 1;
+            if idx[ax] < shape[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+    let data = match &x.data {
+        Data::F(v) => Data::F(src_index.iter().map(|&i| v[i]).collect()),
+        Data::I(v) => Data::I(src_index.iter().map(|&i| v[i]).collect()),
+    };
+    Ok(Tensor {
+        dtype: x.dtype,
+        shape,
+        data,
+    })
+}
+
+/// Shape of `parts` joined along `axis`, checking that every other dim agrees.
+pub(super) fn concat_shape(parts: &[&Tensor], axis: usize) -> Result<Vec<usize>, EvalError> {
+    let Some(first) = parts.first() else {
+        return fail("concat needs at least one operand");
+    };
+    if axis >= first.shape.len() {
+        return fail(format!("axis {axis} out of range for {:?}", first.shape));
+    }
+    for t in parts {
+        let agree = t.shape.len() == first.shape.len()
+            && t.shape
+                .iter()
+                .zip(&first.shape)
+                .enumerate()
+                .all(|(i, (a, b))| i == axis || a == b);
+        if !agree {
+            return fail(format!(
+                "concat operands {:?} and {:?} differ off axis {axis}",
+                first.shape, t.shape
+            ));
+        }
+    }
+    let mut shape = first.shape.clone();
+    shape[axis] = parts.iter().map(|t| t.shape[axis]).sum();
+    Ok(shape)
+}
+
+/// Float tensors joined along `axis`.
+pub(super) fn concat(parts: &[&Tensor], axis: usize) -> Result<Tensor, EvalError> {
+    let shape = concat_shape(parts, axis)?;
+    let outer: usize = shape[..axis].iter().product();
+    let mut out = Vec::with_capacity(shape.iter().product());
+    for o in 0..outer {
+        for t in parts {
+            let chunk: usize = t.shape[axis..].iter().product();
+            out.extend_from_slice(&floats(t, "operand")?[o * chunk..(o + 1) * chunk]);
+        }
+    }
+    Ok(store(parts[0].dtype, shape, out))
+}
+
+/// A constant tensor; symbolic dims take the values bound from the inputs.
+fn fill(
+    value: f64,
+    dtype: DType,
+    dims: &[Dim],
+    bind: &HashMap<String, usize>,
+) -> Result<Tensor, EvalError> {
+    let ty = Type::new(dtype, dims.iter().cloned());
+    let Some(shape) = ty.resolve(&|s| bind.get(s).copied()) else {
+        return fail(format!("fill {ty} has a symbol no input binds"));
+    };
+    // Hand-written IR can declare any dims: refuse what the f64 interpreter cannot hold
+    // instead of failing the allocation.
+    let numel = match shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) {
+        Some(n) if n <= MAX_PARAM_ELEMENTS => n,
+        _ => {
+            return fail(format!(
+                "fill {ty} is larger than the reference backend's limit of {MAX_PARAM_ELEMENTS} elements"
+            ));
+        }
+    };
+    Ok(match dtype {
+        DType::F32 | DType::F16 => store(dtype, shape, vec![value; numel]),
+        DType::I8 | DType::I32 => Tensor::int(dtype, shape, vec![to_int(value, dtype); numel]),
+    })
+}
+
+/// Rounds and saturates a float to an integer dtype's range (NaN becomes 0), as `cast` does.
+fn to_int(f: f64, to: DType) -> i64 {
+    let (lo, hi) = if to == DType::I8 {
+        (-128.0, 127.0)
+    } else {
+        (i32::MIN as f64, i32::MAX as f64)
+    };
+    f.round().clamp(lo, hi) as i64
+}
+
 fn eval_op(
     op: &Op,
     args: &[&Tensor],
@@ -327,6 +474,12 @@ fn eval_op(
     id: NodeId,
     bind: &HashMap<String, usize>,
 ) -> Result<Vec<Tensor>, EvalError> {
+    // Every arm below indexes its operands by slot; an unverified graph with a wrong operand
+    // count gets an error here instead of an out-of-bounds panic.
+    let (lo, hi) = op.arity();
+    if args.len() < lo || args.len() > hi {
+        return fail(format!("takes {lo}..={hi} operands, found {}", args.len()));
+    }
     let one = |t: Tensor| Ok(vec![t]);
     let declared = &g.node(id).results;
     let out_dtype = declared.first().map_or(DType::F32, |t| t.dtype);
@@ -562,36 +715,8 @@ fn eval_op(
             one(t)
         }
         Op::Transpose { perm } => {
-            let x = args[0];
-            let src_strides = strides(&x.shape);
-            let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p as usize]).collect();
-            let numel = x.numel();
-            let mut src_index = Vec::with_capacity(numel);
-            let mut idx = vec![0usize; shape.len()];
-            for _ in 0..numel {
-                src_index.push(
-                    idx.iter()
-                        .zip(perm)
-                        .map(|(i, &p)| i * src_strides[p as usize])
-                        .sum::<usize>(),
-                );
-                for ax in (0..shape.len()).rev() {
-                    idx[ax] += 1;
-                    if idx[ax] < shape[ax] {
-                        break;
-                    }
-                    idx[ax] = 0;
-                }
-            }
-            let data = match &x.data {
-                Data::F(v) => Data::F(src_index.iter().map(|&i| v[i]).collect()),
-                Data::I(v) => Data::I(src_index.iter().map(|&i| v[i]).collect()),
-            };
-            one(Tensor {
-                dtype: x.dtype,
-                shape,
-                data,
-            })
+            let perm: Vec<usize> = perm.iter().map(|&p| p as usize).collect();
+            one(transpose(args[0], &perm)?)
         }
         Op::Split { axis, sizes } => {
             let mut start = 0;
@@ -602,21 +727,7 @@ fn eval_op(
             }
             Ok(out)
         }
-        Op::Concat { axis } => {
-            let ax = *axis as usize;
-            let first = args[0];
-            let outer: usize = first.shape[..ax].iter().product();
-            let mut shape = first.shape.clone();
-            shape[ax] = args.iter().map(|t| t.shape[ax]).sum();
-            let mut out = Vec::with_capacity(shape.iter().product());
-            for o in 0..outer {
-                for t in args {
-                    let chunk: usize = t.shape[ax..].iter().product();
-                    out.extend_from_slice(&floats(t, "operand")?[o * chunk..(o + 1) * chunk]);
-                }
-            }
-            one(store(first.dtype, shape, out))
-        }
+        Op::Concat { axis } => one(concat(args, *axis as usize)?),
         Op::Cast { to } => {
             let x = args[0];
             let t = match (&x.data, to) {
@@ -624,18 +735,11 @@ fn eval_op(
                 (Data::I(v), DType::F32 | DType::F16) => {
                     store(*to, x.shape.clone(), v.iter().map(|&i| i as f64).collect())
                 }
-                (Data::F(v), DType::I8 | DType::I32) => {
-                    let (lo, hi) = if *to == DType::I8 {
-                        (-128.0, 127.0)
-                    } else {
-                        (i32::MIN as f64, i32::MAX as f64)
-                    };
-                    Tensor::int(
-                        *to,
-                        x.shape.clone(),
-                        v.iter().map(|&f| f.round().clamp(lo, hi) as i64).collect(),
-                    )
-                }
+                (Data::F(v), DType::I8 | DType::I32) => Tensor::int(
+                    *to,
+                    x.shape.clone(),
+                    v.iter().map(|&f| to_int(f, *to)).collect(),
+                ),
                 (Data::I(v), DType::I8 | DType::I32) => {
                     Tensor::int(*to, x.shape.clone(), v.clone())
                 }
@@ -696,5 +800,24 @@ fn eval_op(
             })?;
             one(Tensor::f32(vec![], vec![loss]))
         }
+        Op::Fill { value, dtype, dims } => one(fill(*value, *dtype, dims, bind)?),
+        Op::Grad(inner) => grad::eval_grad(inner, args),
+        Op::Sgd { lr } => one(grad::sgd(args[0], args[1], *lr)?),
+        Op::AdamW {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } => grad::adamw(
+            args,
+            &grad::AdamW {
+                lr: *lr,
+                beta1: *beta1,
+                beta2: *beta2,
+                eps: *eps,
+                weight_decay: *weight_decay,
+            },
+        ),
     }
 }

@@ -2,6 +2,7 @@
 //! backend is differential-tested against. It shares no lowering code with them.
 
 pub mod interp;
+mod interp_grad;
 pub mod kernels;
 pub mod tensor;
 pub mod weights;
