@@ -49,13 +49,21 @@ fn passes_lists_each_pipeline_in_order() {
         .collect();
     assert_eq!(
         names,
-        ["build", "loss", "autodiff", "optimizer", "dce", "cse"],
+        [
+            "build",
+            "loss",
+            "autodiff",
+            "optimizer",
+            "dce",
+            "cse",
+            "fuse"
+        ],
         "{train}"
     );
     assert!(train.contains("reverse mode"), "{train}");
     let infer = ok(&["inspect", DIB, "--passes"]);
     assert!(infer.starts_with("infer pipeline"), "{infer}");
-    assert!(infer.contains("  03  cse "), "{infer}");
+    assert!(infer.contains("  02  fold-lora "), "{infer}");
 }
 
 #[test]
@@ -80,7 +88,7 @@ fn after_shows_each_stage_of_the_train_pipeline() {
     assert!(step.contains("@layers.0.attn.q.theta.adam_v: f32[4, 1, 1, 5, 16]"));
     assert_eq!(
         step,
-        ok(&["inspect", DIB, "--mode", "train", "--after", "cse"])
+        ok(&["inspect", DIB, "--mode", "train", "--after", "fuse"])
     );
     // Other emit kinds work on the selected stage.
     let dot = ok(&[
@@ -104,7 +112,7 @@ fn unknown_passes_and_ir_input_fail_with_a_hint() {
     );
     assert!(err.contains("`optimizer`"), "{err}");
     let err = fails(&["inspect", DIB, "--after", "optimizer"]);
-    assert!(err.contains("`build`, `dce` or `cse`"), "{err}");
+    assert!(err.contains("`build`, `fold-lora`, "), "{err}");
 
     let dir = std::env::temp_dir().join(format!("bfly-cli-passes-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

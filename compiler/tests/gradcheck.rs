@@ -299,6 +299,11 @@ fn tiny_dense_gradients_match_finite_differences() {
 }
 
 #[test]
+fn tiny_lora_dense_gradients_match_finite_differences() {
+    check_golden("tiny-lora-dense");
+}
+
+#[test]
 fn tiny_dib_gradients_match_finite_differences() {
     check_golden("tiny-dib");
 }
@@ -316,6 +321,11 @@ fn tiny_hadamard_gradients_match_finite_differences() {
 #[test]
 fn tiny_monarch_gradients_match_finite_differences() {
     check_golden("tiny-monarch");
+}
+
+#[test]
+fn tiny_quant_gradients_match_finite_differences() {
+    check_golden("tiny-quant");
 }
 
 #[test]
@@ -344,7 +354,9 @@ fn every_golden_spec_has_a_gradient_check() {
         "tiny-dense",
         "tiny-dib",
         "tiny-hadamard",
+        "tiny-lora-dense",
         "tiny-monarch",
+        "tiny-quant",
         "wide-2048",
     ];
     let stems: Vec<String> = golden_specs().into_iter().map(|(s, _, _)| s).collect();

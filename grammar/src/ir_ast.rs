@@ -11,8 +11,22 @@ pub struct IrGraph {
     pub outputs: Vec<ValueDecl>,
     pub bounds: Vec<SymBound>,
     pub params: Vec<ParamDecl>,
+    /// Every statement in source order, those inside `fused` regions included (a region is a
+    /// grouping, not a scope, so name resolution sees one flat list).
     pub stmts: Vec<Stmt>,
+    /// The `fused @name { ... }` blocks, in source order.
+    pub regions: Vec<RegionAst>,
     pub ret: Vec<Spanned<String>>,
+    pub span: Span,
+}
+
+/// `fused @name { stmts }`: the statements `stmts` (indices into [`IrGraph::stmts`]) form one
+/// fused region. Regions never nest and are never empty (the parser rejects both).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegionAst {
+    pub name: Spanned<String>,
+    pub stmts: std::ops::Range<usize>,
+    /// From `fused` to the closing `}`.
     pub span: Span,
 }
 

@@ -5,8 +5,8 @@ use pest_derive::Parser;
 
 use crate::diagnostic::Diagnostic;
 use crate::ir_ast::{
-    Attr, AttrValue, DimAst, InitAst, IrGraph, Operand, ParamDecl, Stmt, SymBound, TypeAst,
-    ValueDecl,
+    Attr, AttrValue, DimAst, InitAst, IrGraph, Operand, ParamDecl, RegionAst, Stmt, SymBound,
+    TypeAst, ValueDecl,
 };
 use crate::lexscan::Lexical;
 use crate::literal::{self, Number};
@@ -48,6 +48,7 @@ fn noise(r: Rule) -> bool {
             | Rule::kw_init
             | Rule::kw_loc
             | Rule::kw_return
+            | Rule::kw_fused
             | Rule::EOI
     )
 }
@@ -77,11 +78,13 @@ fn graph(pair: P<'_>) -> Result<IrGraph, Diagnostic> {
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
-    let (mut params, mut stmts, mut ret) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut params, mut stmts, mut regions, mut ret) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for p in c {
         match p.as_rule() {
             Rule::param => params.push(param(p)?),
             Rule::stmt => stmts.push(stmt(p)?),
+            Rule::region => regions.push(region(p, &mut stmts)?),
             Rule::ret => ret = Children::of(p, noise).map(|v| sigil_name(&v)).collect(),
             _ => return Err(internal(span_of(&p))),
         }
@@ -93,7 +96,50 @@ fn graph(pair: P<'_>) -> Result<IrGraph, Diagnostic> {
         bounds,
         params,
         stmts,
+        regions,
         ret,
+        span,
+    })
+}
+
+/// `fused @name { stmts }`: appends the statements to `stmts` and returns the region over
+/// them. Nested and empty regions are errors located at the offending region's header.
+fn region(pair: P<'_>, stmts: &mut Vec<Stmt>) -> Result<RegionAst, Diagnostic> {
+    let span = span_of(&pair);
+    let mut c = Children::of(pair, noise);
+    let name = sigil_name(&c.expect(Rule::global)?);
+    let header = Span::new(span.start, name.span.end);
+    let first = stmts.len();
+    for p in c {
+        match p.as_rule() {
+            Rule::stmt => stmts.push(stmt(p)?),
+            Rule::region => {
+                let inner_span = span_of(&p);
+                let inner = Children::of(p, noise)
+                    .next_any()
+                    .map_or(inner_span, |g| Span::new(inner_span.start, span_of(&g).end));
+                return Err(Diagnostic::error("fused regions cannot be nested", inner)
+                    .with_label(format!("inside region `@{}`", name.node))
+                    .with_hint(format!(
+                        "a region is one kernel; close `@{}` with `}}` before opening another",
+                        name.node
+                    )));
+            }
+            _ => return Err(internal(span_of(&p))),
+        }
+    }
+    if stmts.len() == first {
+        return Err(
+            Diagnostic::error(format!("fused region `@{}` is empty", name.node), header)
+                .with_label("no statements inside")
+                .with_hint(
+                    "put the statements of the kernel inside the braces, or drop the region",
+                ),
+        );
+    }
+    Ok(RegionAst {
+        name,
+        stmts: first..stmts.len(),
         span,
     })
 }
@@ -267,6 +313,15 @@ fn attr_value(pair: P<'_>) -> Result<AttrValue, Diagnostic> {
     })
 }
 
+/// The `@name` of the fused region whose `{` is the innermost open bracket, if it is one.
+fn open_region<'a>(cx: &ErrorContext<'a>) -> Option<&'a str> {
+    let open = cx.innermost().filter(|o| o.ch == '{')?;
+    match cx.words_before(open, 2)[..] {
+        ["fused", name] if name.starts_with('@') => Some(name),
+        _ => None,
+    }
+}
+
 static LEXICAL: Lexical = Lexical {
     comments: &["#", "//"],
 };
@@ -336,12 +391,21 @@ impl SyntaxErrors for IrErrors {
             Rule::uint => "an integer".into(),
             Rule::lbrace => match cx.innermost() {
                 None => "`{` to open the graph body".into(),
+                Some(_)
+                    if prev.is_some_and(|p| p.starts_with('@')) && cx.prev(1) == Some("fused") =>
+                {
+                    "`{` to open the fused region".into()
+                }
                 Some(_) => "attributes `{...}`".into(),
             },
-            Rule::rbrace => match cx.around.open.len() {
-                0 | 1 => "`}` to close the graph body".into(),
-                _ => "`}` to close the attributes".into(),
+            Rule::rbrace => match (open_region(cx), cx.around.open.len()) {
+                (Some(name), _) => format!("`}}` to close the fused region `{name}`"),
+                (None, 0 | 1) => "`}` to close the graph body".into(),
+                (None, _) => "`}` to close the attributes".into(),
             },
+            // Regions are compiler output (the `fuse` pass); listing them among the body items
+            // of every error about a hand-written graph would only be noise.
+            Rule::region | Rule::kw_fused => return None,
             Rule::param | Rule::kw_param => "`param`".into(),
             Rule::ret | Rule::kw_return => "`return`".into(),
             Rule::init | Rule::kw_init => "`init`".into(),
@@ -371,6 +435,14 @@ impl SyntaxErrors for IrErrors {
                 "an IR file holds one graph: `graph @name(%in: i32[T]) -> (%out: f32[T, 256]) { ... }`"
                     .into(),
             );
+        }
+        if wants(Rule::rbrace)
+            && let Some(name) = open_region(cx)
+        {
+            let line = cx.innermost().map_or(0, |o| cx.line_of(o.span.start));
+            return Some(format!(
+                "a fused region holds statements only; is the `}}` of `{name}` (opened on line {line}) missing?"
+            ));
         }
         if wants(Rule::kw_return) && found == Some("}") {
             return Some(

@@ -18,8 +18,8 @@ mod tree;
 
 pub use diagnostic::Diagnostic;
 pub use ir_ast::{
-    Attr, AttrValue, DimAst, InitAst, IrGraph, Operand, ParamDecl, Stmt, SymBound, TypeAst,
-    ValueDecl,
+    Attr, AttrValue, DimAst, InitAst, IrGraph, Operand, ParamDecl, RegionAst, Stmt, SymBound,
+    TypeAst, ValueDecl,
 };
 pub use ir_parser::parse_ir;
 pub use span::{SourceFile, Span, Spanned};

@@ -1,8 +1,10 @@
 //! Graphviz export: one box per op (label: op, result types), params as ellipses, edges
-//! labelled with the operand slot when an op has several operands.
+//! labelled with the operand slot when an op has several operands, fused regions as dashed
+//! clusters named like the text form (`@r0`, `@r1`, …).
 
 use crate::graph::Graph;
 use crate::op::Op;
+use crate::print::RegionNames;
 use std::fmt::Write;
 
 fn escape(s: &str) -> String {
@@ -28,6 +30,20 @@ pub fn to_dot(g: &Graph) -> String {
             id.0.index(),
             escape(&label).replace("\\\\n", "\\n")
         );
+    }
+    let order = g.topo_order().unwrap_or_else(|| g.node_ids().collect());
+    let region_names = RegionNames::new(g, &order);
+    for (region, members) in g.regions() {
+        let _ = writeln!(
+            s,
+            "  subgraph cluster_{} {{\n    label=\"fused {}\"; style=dashed;",
+            region.0,
+            escape(region_names.get(region))
+        );
+        for id in members {
+            let _ = writeln!(s, "    {};", id.0.index());
+        }
+        s.push_str("  }\n");
     }
     for id in g.node_ids() {
         let operands = g.operands(id);

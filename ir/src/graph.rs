@@ -5,14 +5,24 @@
 //!   result of its source node;
 //! - the graph is acyclic; result types equal what `infer` derives from the operands;
 //! - every symbol used in a type has a bound on the graph;
-//! - parameter names are unique.
+//! - parameter names are unique;
+//! - every fused region can run as one contiguous block of the schedule: no value leaves a
+//!   region and flows back into it (directly or through other regions), and no source
+//!   (input, param) is a member.
+//!
+//! Fused regions (`Node::region`) group nodes that the backends compile as one kernel. They
+//! never change what the graph computes. The schedule ([`Graph::topo_order`]) places each
+//! region's members together, so the text form can print a region as one `fused @rN { ... }`
+//! block without the verifier having to insist that builders and passes add nodes in an order
+//! that already keeps regions contiguous.
 
 use crate::infer::infer_types;
 use crate::op::{Op, Param};
 use crate::types::Type;
 use petgraph::Direction;
+use petgraph::graph::DiGraph;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
-use petgraph::visit::EdgeRef;
+use petgraph::visit::{EdgeRef, IntoEdgeReferences, NodeIndexable};
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt;
 
@@ -46,6 +56,17 @@ impl fmt::Display for Value {
     }
 }
 
+/// A fused region. Only an identity: the text form names regions `@r0, @r1, …` in schedule
+/// order, so ids never leak into golden text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegionId(pub u32);
+
+impl fmt::Display for RegionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "region{}", self.0)
+    }
+}
+
 /// Where a node came from in the model spec (1-based line and column).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Loc {
@@ -58,6 +79,8 @@ pub struct Node {
     pub op: Op,
     pub results: Vec<Type>,
     pub loc: Option<Loc>,
+    /// The fused region the node belongs to, if any.
+    pub region: Option<RegionId>,
 }
 
 /// Operand edge: feeds result `result` of the source into operand slot `slot`.
@@ -137,6 +160,8 @@ pub struct Graph {
     g: StableDiGraph<Node, Edge>,
     inputs: Vec<NodeId>,
     outputs: Vec<Output>,
+    /// Next fresh region id; never reused, so a stale id cannot alias a new region.
+    next_region: u32,
 }
 
 impl Graph {
@@ -217,7 +242,12 @@ impl Graph {
     }
 
     fn add_node(&mut self, op: Op, results: Vec<Type>, loc: Option<Loc>) -> NodeId {
-        NodeId(self.g.add_node(Node { op, results, loc }))
+        NodeId(self.g.add_node(Node {
+            op,
+            results,
+            loc,
+            region: None,
+        }))
     }
 
     pub fn set_outputs(&mut self, outputs: Vec<Output>) {
@@ -302,9 +332,103 @@ impl Graph {
         users
     }
 
-    /// Schedule: a topological order that prefers lower node ids (so a graph built in order
-    /// prints in order). Sources come first. Returns `None` on a cycle.
+    /// A fresh fused region (no members until [`Graph::set_region`] puts nodes in it).
+    pub fn new_region(&mut self) -> RegionId {
+        let r = RegionId(self.next_region);
+        self.next_region = self.next_region.saturating_add(1);
+        r
+    }
+
+    /// Puts a node into a fused region (`None`: takes it out of its region).
+    pub fn set_region(&mut self, id: NodeId, region: Option<RegionId>) {
+        self.g[id.0].region = region;
+    }
+
+    /// Takes every node out of its region.
+    pub fn clear_regions(&mut self) {
+        for i in self.g.node_indices().collect::<Vec<_>>() {
+            self.g[i].region = None;
+        }
+    }
+
+    /// Members of every fused region, each list in node-id order.
+    pub fn regions(&self) -> BTreeMap<RegionId, Vec<NodeId>> {
+        let mut regions: BTreeMap<RegionId, Vec<NodeId>> = BTreeMap::new();
+        for i in self.g.node_indices() {
+            if let Some(r) = self.g[i].region {
+                regions.entry(r).or_default().push(NodeId(i));
+            }
+        }
+        regions
+    }
+
+    /// The schedule: a topological order that prefers lower node ids (so a graph built in
+    /// order prints in order) and runs each fused region as one contiguous block, placed
+    /// where its lowest node id would put it. Sources come first. Returns `None` on a cycle,
+    /// or when regions cannot be contiguous (see [`Graph::region_cycles`]).
+    ///
+    /// A graph whose node ids already follow such an order (one parsed from text) gets
+    /// exactly that order back, which is what makes the text form round-trip.
     pub fn topo_order(&self) -> Option<Vec<NodeId>> {
+        let units = self.units();
+        let mut indeg = vec![0usize; units.members.len()];
+        for e in self.g.edge_references() {
+            let (from, to) = (units.of(e.source()), units.of(e.target()));
+            if from != to {
+                indeg[to] += 1;
+            }
+        }
+        let key = |u: usize| std::cmp::Reverse((units.members[u][0], u));
+        let mut ready: BinaryHeap<_> = (0..indeg.len())
+            .filter(|&u| indeg[u] == 0)
+            .map(key)
+            .collect();
+        let mut order = Vec::with_capacity(self.g.node_count());
+        while let Some(std::cmp::Reverse((_, u))) = ready.pop() {
+            let members = &units.members[u];
+            // Inside the unit: the same id-preferring topological order.
+            let mut inner: HashMap<NodeIndex, usize> = members
+                .iter()
+                .map(|&i| {
+                    let d = self
+                        .g
+                        .edges_directed(i, Direction::Incoming)
+                        .filter(|e| units.of(e.source()) == u)
+                        .count();
+                    (i, d)
+                })
+                .collect();
+            let mut inner_ready: BinaryHeap<std::cmp::Reverse<NodeIndex>> = inner
+                .iter()
+                .filter(|(_, d)| **d == 0)
+                .map(|(i, _)| std::cmp::Reverse(*i))
+                .collect();
+            while let Some(std::cmp::Reverse(i)) = inner_ready.pop() {
+                order.push(NodeId(i));
+                for e in self.g.edges_directed(i, Direction::Outgoing) {
+                    let t = units.of(e.target());
+                    let d = if t == u {
+                        inner.get_mut(&e.target())?
+                    } else {
+                        indeg.get_mut(t)?
+                    };
+                    *d -= 1;
+                    if *d == 0 {
+                        if t == u {
+                            inner_ready.push(std::cmp::Reverse(e.target()));
+                        } else {
+                            ready.push(key(t));
+                        }
+                    }
+                }
+            }
+        }
+        (order.len() == self.g.node_count()).then_some(order)
+    }
+
+    /// A topological order that ignores fused regions (lower ids first); `None` only on a
+    /// true cycle of the dataflow.
+    pub fn dataflow_order(&self) -> Option<Vec<NodeId>> {
         let mut indeg: HashMap<NodeIndex, usize> = HashMap::new();
         for i in self.g.node_indices() {
             indeg.insert(i, self.g.edges_directed(i, Direction::Incoming).count());
@@ -326,6 +450,66 @@ impl Graph {
             }
         }
         (order.len() == indeg.len()).then_some(order)
+    }
+
+    /// Why [`Graph::topo_order`] fails on an acyclic graph: each returned group is a set of
+    /// regions, plus the ordinary nodes between them, that depend on each other in a cycle
+    /// (e.g. a value leaves a region and flows back into it through `nodes`). Empty when
+    /// every region can run as one contiguous block.
+    pub fn region_cycles(&self) -> Vec<RegionCycle> {
+        let units = self.units();
+        let mut cond: DiGraph<usize, ()> = DiGraph::new();
+        let ids: Vec<_> = (0..units.members.len()).map(|u| cond.add_node(u)).collect();
+        for e in self.g.edge_references() {
+            let (from, to) = (units.of(e.source()), units.of(e.target()));
+            if from != to {
+                cond.update_edge(ids[from], ids[to], ());
+            }
+        }
+        let mut cycles: Vec<RegionCycle> = petgraph::algo::tarjan_scc(&cond)
+            .into_iter()
+            .filter(|scc| scc.len() > 1)
+            .map(|scc| {
+                let mut cycle = RegionCycle::default();
+                for c in scc {
+                    let members = &units.members[cond[c]];
+                    match self.g[members[0]].region {
+                        Some(r) => cycle.regions.push(r),
+                        None => cycle.nodes.extend(members.iter().map(|&i| NodeId(i))),
+                    }
+                }
+                cycle.regions.sort();
+                cycle.nodes.sort();
+                cycle
+            })
+            .collect();
+        cycles.sort_by(|a, b| a.regions.cmp(&b.regions));
+        cycles
+    }
+
+    /// Scheduling units: one per fused region (all its members, in id order) and one per node
+    /// outside any region.
+    fn units(&self) -> Units {
+        let mut units = Units {
+            members: Vec::new(),
+            of: vec![usize::MAX; self.g.node_bound()],
+        };
+        let mut by_region: HashMap<RegionId, usize> = HashMap::new();
+        for i in self.g.node_indices() {
+            let u = match self.g[i].region {
+                Some(r) => *by_region.entry(r).or_insert_with(|| {
+                    units.members.push(Vec::new());
+                    units.members.len() - 1
+                }),
+                None => {
+                    units.members.push(Vec::new());
+                    units.members.len() - 1
+                }
+            };
+            units.members[u].push(i);
+            units.of[i.index()] = u;
+        }
+        units
     }
 
     /// Redirects every use of `old` (operands and graph outputs) to `new`.
@@ -372,5 +556,26 @@ impl Graph {
             *counts.entry(p.name.as_str()).or_insert(0) += 1;
         }
         counts
+    }
+}
+
+/// Fused regions that cannot each run as one block, and the nodes outside them that close the
+/// cycle (see [`Graph::region_cycles`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegionCycle {
+    pub regions: Vec<RegionId>,
+    pub nodes: Vec<NodeId>,
+}
+
+struct Units {
+    /// Members of each unit in id order (never empty).
+    members: Vec<Vec<NodeIndex>>,
+    /// The unit of each node, by node index (`usize::MAX` for vacant indices).
+    of: Vec<usize>,
+}
+
+impl Units {
+    fn of(&self, i: NodeIndex) -> usize {
+        self.of.get(i.index()).copied().unwrap_or(usize::MAX)
     }
 }

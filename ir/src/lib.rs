@@ -12,7 +12,7 @@ pub mod summary;
 pub mod types;
 pub mod verify;
 
-pub use graph::{Edge, Graph, IrError, Loc, Node, NodeId, Output, Value};
+pub use graph::{Edge, Graph, IrError, Loc, Node, NodeId, Output, RegionCycle, RegionId, Value};
 pub use infer::{TwiddleShape, butterfly_width, infer_types};
 pub use op::{AttrValue, Init, Op, Param, StrideOrder};
 pub use print::print_graph;

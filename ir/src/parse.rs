@@ -1,5 +1,9 @@
 //! Graph IR text → `Graph`: resolves names, rebuilds typed ops from attributes, then runs the
 //! verifier and maps its errors back to the statement that caused them.
+//!
+//! A `fused @name { ... }` block puts its statements into one fresh region; the name only
+//! identifies the block within the file (it must be unique) and is not kept: the printer
+//! renumbers regions in order of appearance.
 
 use crate::graph::{Graph, Loc, NodeId, Output, Value};
 use crate::op::{AttrValue, Init, Op, Param};
@@ -13,7 +17,7 @@ use std::collections::HashMap;
 /// Parses and verifies a graph. Returns every error found, each pointing at its span.
 pub fn parse_graph(file: &SourceFile) -> Result<Graph, Vec<Diagnostic>> {
     let ast = bfly_grammar::parse_ir(file).map_err(|d| vec![d])?;
-    lower(&ast)
+    lower(&ast, file)
 }
 
 fn lower_type(t: &ast::TypeAst) -> Result<Type, Diagnostic> {
@@ -85,7 +89,7 @@ fn lower_attr(v: &ast::AttrValue) -> AttrValue {
     }
 }
 
-fn lower(ast: &IrGraph) -> Result<Graph, Vec<Diagnostic>> {
+fn lower(ast: &IrGraph, file: &SourceFile) -> Result<Graph, Vec<Diagnostic>> {
     let mut g = Graph::new(ast.name.node.clone());
     let mut errors = Vec::new();
     for b in &ast.bounds {
@@ -155,7 +159,30 @@ fn lower(ast: &IrGraph) -> Result<Graph, Vec<Diagnostic>> {
         spans.insert(v.node, p.span);
         params.insert(&p.name.node, v);
     }
-    for stmt in &ast.stmts {
+    let mut region_of = vec![None; ast.stmts.len()];
+    let mut region_names: HashMap<&str, Span> = HashMap::new();
+    for r in &ast.regions {
+        if let Some(first) = region_names.get(r.name.node.as_str()) {
+            let (line, _) = file.line_col(first.start);
+            errors.push(
+                Diagnostic::error(
+                    format!("fused region `@{}` is declared twice", r.name.node),
+                    r.name.span,
+                )
+                .with_label(format!("already declared on line {line}"))
+                .with_hint(
+                    "a region is one contiguous block; rename this one or merge the two blocks",
+                ),
+            );
+            continue;
+        }
+        region_names.insert(&r.name.node, r.name.span);
+        let id = g.new_region();
+        for slot in region_of.get_mut(r.stmts.clone()).into_iter().flatten() {
+            *slot = Some(id);
+        }
+    }
+    for (i, stmt) in ast.stmts.iter().enumerate() {
         let mut operands = Vec::new();
         let mut ok = true;
         for o in &stmt.operands {
@@ -226,6 +253,7 @@ fn lower(ast: &IrGraph) -> Result<Graph, Vec<Diagnostic>> {
         let results = g.add_op_typed(op, &operands, types, loc);
         if let Some(v) = results.first() {
             spans.insert(v.node, stmt.span);
+            g.set_region(v.node, region_of.get(i).copied().flatten());
         }
         for (name, v) in stmt.results.iter().zip(results) {
             if values.insert(&name.node, v).is_some() {

@@ -2,8 +2,21 @@
 //!
 //! Values are numbered `%0, %1, …` in schedule order; inputs keep their names. Parameters are
 //! declared first, in insertion order, and referenced as `@name`.
+//!
+//! A fused region prints as a block around its statements, its members indented one more
+//! level; regions are named `@r0, @r1, …` in order of first appearance, whatever their ids:
+//!
+//! ```text
+//!   fused @r0 {
+//!     %12 = matmul %11, @layers.0.mlp.up.weight : f32[T, 256]
+//!     %13 = gelu %12 : f32[T, 256]
+//!   }
+//! ```
+//!
+//! The schedule keeps every region contiguous (`Graph::topo_order`), so each region prints as
+//! exactly one block.
 
-use crate::graph::{Graph, NodeId, Value};
+use crate::graph::{Graph, NodeId, RegionId, Value};
 use crate::op::Op;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -48,11 +61,42 @@ impl ValueNames {
     }
 }
 
-/// Prints the graph. A graph with a cycle (which `verify` rejects) prints its nodes in id
-/// order so it can still be looked at.
+/// Names every fused region as printed (`@r0`, `@r1`, … in order of first appearance).
+pub struct RegionNames {
+    names: HashMap<RegionId, String>,
+}
+
+impl RegionNames {
+    pub fn new(g: &Graph, order: &[NodeId]) -> RegionNames {
+        let mut names = HashMap::new();
+        for &id in order {
+            if let Some(r) = g.node(id).region {
+                let next = names.len();
+                names.entry(r).or_insert_with(|| format!("@r{next}"));
+            }
+        }
+        RegionNames { names }
+    }
+
+    pub fn get(&self, r: RegionId) -> &str {
+        self.names.get(&r).map_or("@r?", String::as_str)
+    }
+}
+
+/// The order a graph prints in: the schedule, or for a graph `verify` rejects, a plain
+/// topological order (regions that cannot be contiguous then print as several blocks) or,
+/// with a cycle, id order; either way it can still be looked at.
+pub fn print_order(g: &Graph) -> Vec<NodeId> {
+    g.topo_order()
+        .or_else(|| g.dataflow_order())
+        .unwrap_or_else(|| g.node_ids().collect())
+}
+
+/// Prints the graph.
 pub fn print_graph(g: &Graph) -> String {
-    let order = g.topo_order().unwrap_or_else(|| g.node_ids().collect());
+    let order = print_order(g);
     let names = ValueNames::new(g, &order);
+    let regions = RegionNames::new(g, &order);
     let mut s = String::new();
     let sig = |ids: Vec<(String, String)>| {
         ids.into_iter()
@@ -98,10 +142,23 @@ pub fn print_graph(g: &Graph) -> String {
             if p.trainable { "trainable" } else { "frozen" }
         );
     }
+    let mut open: Option<RegionId> = None;
     for &id in &order {
         let node = g.node(id);
         if node.op.is_source() {
             continue;
+        }
+        if node.region != open {
+            if open.is_some() {
+                s.push_str("  }\n");
+            }
+            if let Some(r) = node.region {
+                let _ = writeln!(s, "  fused {} {{", regions.get(r));
+            }
+            open = node.region;
+        }
+        if open.is_some() {
+            s.push_str("  ");
         }
         let results: Vec<&str> = (0..node.results.len())
             .map(|r| {
@@ -127,6 +184,9 @@ pub fn print_graph(g: &Graph) -> String {
             let _ = write!(s, " loc({}:{})", loc.line, loc.col);
         }
         s.push('\n');
+    }
+    if open.is_some() {
+        s.push_str("  }\n");
     }
     let rets: Vec<&str> = g.outputs().iter().map(|o| names.get(o.value)).collect();
     if rets.is_empty() {

@@ -1,10 +1,17 @@
 //! The verifier: re-derives every node's types, checks operand wiring, acyclicity, symbol
-//! bounds and parameter names. Errors name the node as printed and its spec location.
+//! bounds, parameter names and fused regions. Errors name the node as printed and its spec
+//! location.
+//!
+//! Fused regions: the schedule runs each region as one contiguous block (that is how the text
+//! form prints it), so the verifier rejects regions that no schedule can keep contiguous — a
+//! value that leaves a region and flows back into it, or two regions that feed each other —
+//! and sources (inputs, params) inside a region. It does not insist that nodes were added in
+//! an order that happens to keep regions together: the schedule does that.
 
-use crate::graph::{Graph, IrError, NodeId};
+use crate::graph::{Graph, IrError, NodeId, RegionCycle};
 use crate::infer::infer_types;
 use crate::op::Op;
-use crate::print::ValueNames;
+use crate::print::{RegionNames, ValueNames};
 use crate::types::{Dim, Type};
 
 fn err(g: &Graph, names: &ValueNames, id: NodeId, message: String) -> IrError {
@@ -38,13 +45,69 @@ fn check_symbols(g: &Graph, ty: &Type) -> Result<(), String> {
     Ok(())
 }
 
+/// Regions in a dependency cycle: located at the first member of the first region.
+fn region_cycle_error(
+    g: &Graph,
+    names: &ValueNames,
+    regions: &RegionNames,
+    cycle: &RegionCycle,
+) -> IrError {
+    let list = |items: Vec<&str>| match items.as_slice() {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    };
+    let region_names = list(cycle.regions.iter().map(|r| regions.get(*r)).collect());
+    let through: Vec<&str> = cycle
+        .nodes
+        .iter()
+        .flat_map(|&n| {
+            (0..g.node(n).results.len()).map(move |r| crate::graph::Value {
+                node: n,
+                result: r as u32,
+            })
+        })
+        .map(|v| names.get(v))
+        .collect();
+    let message = match (cycle.regions.len(), through.is_empty()) {
+        (1, _) => format!(
+            "fused region {region_names} cannot run as one block: a value leaves it and flows back in through {}",
+            list(through)
+        ),
+        (_, true) => {
+            format!("fused regions {region_names} feed each other, so neither can run as one block")
+        }
+        (_, false) => format!(
+            "fused regions {region_names} feed each other (through {}), so they cannot each run as one block",
+            list(through)
+        ),
+    };
+    let first = cycle
+        .regions
+        .first()
+        .and_then(|r| g.regions().get(r).and_then(|m| m.first().copied()));
+    IrError {
+        node: first,
+        loc: first.and_then(|n| g.node(n).loc),
+        message,
+    }
+}
+
 /// Checks every invariant of `graph.rs`. Returns all errors found, in schedule order.
 pub fn verify(g: &Graph) -> Result<(), Vec<IrError>> {
-    let Some(order) = g.topo_order() else {
-        return Err(vec![IrError::new("the graph has a cycle")]);
+    let (order, cycles) = match g.topo_order() {
+        Some(order) => (order, Vec::new()),
+        None => match g.dataflow_order() {
+            Some(order) => (order, g.region_cycles()),
+            None => return Err(vec![IrError::new("the graph has a cycle")]),
+        },
     };
     let names = ValueNames::new(g, &order);
-    let mut errors = Vec::new();
+    let regions = RegionNames::new(g, &order);
+    let mut errors: Vec<IrError> = cycles
+        .iter()
+        .map(|c| region_cycle_error(g, &names, &regions, c))
+        .collect();
     for (name, count) in g.param_name_counts() {
         if count > 1 {
             errors.push(IrError::new(format!(
@@ -62,6 +125,17 @@ pub fn verify(g: &Graph) -> Result<(), Vec<IrError>> {
         if node.op.is_source() {
             if node.results.len() != 1 {
                 errors.push(err(g, &names, id, "sources have exactly one result".into()));
+            }
+            if let Some(r) = node.region {
+                errors.push(err(
+                    g,
+                    &names,
+                    id,
+                    format!(
+                        "is in fused region {}, but inputs and params are not computed and cannot be fused",
+                        regions.get(r)
+                    ),
+                ));
             }
             continue;
         }

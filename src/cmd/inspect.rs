@@ -14,6 +14,13 @@ pub enum Emit {
     Summary,
     /// Graphviz drawing of the graph (`dot -Tsvg`).
     Dot,
+    /// Error of the spec's quantization against f32, per layer and for the whole model, on a
+    /// fixed input (specs, infer program only).
+    QuantReport,
+    /// Peak activation bytes over the schedule (T = context, or B = batch and T = seq with
+    /// --mode train), what is live there, weights apart, and for training what the forward
+    /// pass keeps for backward.
+    Memory,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -40,6 +47,9 @@ pub struct InspectArgs {
     /// Show the graph after this pass (default: after the last one; `build`: before any).
     #[arg(long, value_name = "PASS")]
     pub after: Option<String>,
+    /// With --emit memory: also list the live activation bytes at every step of the schedule.
+    #[arg(long)]
+    pub per_step: bool,
     /// Write to this file (atomically) instead of stdout.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -84,6 +94,44 @@ pub fn run(args: &InspectArgs) -> Result<(), String> {
         Emit::Ir => bfly_ir::print_graph(&graph),
         Emit::Summary => bfly_ir::summary::render_summary(&graph),
         Emit::Dot => bfly_ir::dot::to_dot(&graph),
+        Emit::Memory => {
+            use bfly_compiler::liveness::{analyze_memory, bound_bindings, render_memory};
+            analyze_memory(&graph, &bound_bindings(&graph))
+                .map(|r| render_memory(&r, args.per_step))
+                .map_err(|e| format!("error: {e}"))?
+        }
+        Emit::QuantReport => quant_report(
+            loaded.spec.as_ref(),
+            &loaded.file,
+            mode,
+            args.after.is_some(),
+        )?,
     };
     super::emit(&text, args.output.as_deref())
+}
+
+/// `--emit quant-report`: the infer program before and after `quantize`, evaluated on the
+/// reference interpreter (see `bfly_compiler::quant_report`).
+fn quant_report(
+    spec: Option<&bfly_compiler::ModelSpec>,
+    file: &bfly_grammar::SourceFile,
+    mode: Mode,
+    after: bool,
+) -> Result<String, String> {
+    let Some(spec) = spec else {
+        return Err(format!(
+            "error: {} is graph IR; --emit quant-report measures a model spec (*.bfly)",
+            file.name
+        ));
+    };
+    if mode == Mode::Train || after {
+        return Err(
+            "error: --emit quant-report compares the infer program before and after \
+                    `quantize`; --mode train and --after do not apply"
+                .into(),
+        );
+    }
+    bfly_compiler::quant_report::quant_report(spec, file, true)
+        .map(|r| r.render())
+        .map_err(|e| format!("error: {e}"))
 }

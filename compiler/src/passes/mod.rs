@@ -15,25 +15,39 @@
 //! - `optimizer` replaces those outputs by the updated params (and optimizer states).
 
 mod autodiff;
+mod compose_butterflies;
+mod const_fold;
 mod cse;
 mod dce;
+mod fold_lora;
+mod fold_norm_gain;
+mod fold_util;
+mod fuse;
 mod grad_names;
 mod loss;
 mod optimizer;
+pub mod quantize;
 mod runner;
 #[cfg(test)]
 mod test_graphs;
+mod weight_time;
 
 pub use crate::mode::Mode;
 pub use autodiff::Autodiff;
+pub use compose_butterflies::{ComposeButterflies, compose_butterflies};
+pub use const_fold::{ConstFold, const_fold};
 pub use cse::Cse;
 pub use dce::Dce;
+pub use fold_lora::{FoldLora, LoraFolds, fold_lora};
+pub use fold_norm_gain::{FoldNormGain, fold_norm_gains};
+pub use fuse::{Fuse, fuse_regions};
 pub use grad_names::{grad_output_name, is_grad_output};
 pub use loss::{LOSS_OUTPUT, Loss, TARGETS_INPUT};
 pub use optimizer::{OptimizerPass, STEP_INPUT, decays};
 pub use runner::{
     BUILD_STAGE, check_stop, describe_pipeline, run_passes, run_passes_observed, stage_names,
 };
+pub use weight_time::{WeightTime, is_weight_time};
 
 use bfly_grammar::Diagnostic;
 use bfly_ir::Graph;
@@ -86,13 +100,23 @@ pub trait Pass {
 /// The passes of `mode`, in order. Keep every pipeline here, one line per pass.
 pub fn pipeline(mode: Mode, spec: &ModelSpec) -> Vec<Box<dyn Pass>> {
     match mode {
-        Mode::Infer => vec![Box::new(Dce), Box::new(Cse)],
+        Mode::Infer => vec![
+            Box::new(FoldLora),
+            Box::new(FoldNormGain),
+            Box::new(ComposeButterflies),
+            Box::new(ConstFold),
+            Box::new(quantize::Quantize),
+            Box::new(Dce),
+            Box::new(Cse),
+            Box::new(Fuse),
+        ],
         Mode::Train => vec![
             Box::new(Loss),
             Box::new(Autodiff),
             Box::new(OptimizerPass::from_spec(spec)),
             Box::new(Dce),
             Box::new(Cse),
+            Box::new(Fuse),
         ],
     }
 }

@@ -22,10 +22,13 @@ pub fn stage_names(passes: &[Box<dyn Pass>]) -> Vec<&'static str> {
 pub fn describe_pipeline(mode: Mode, passes: &[Box<dyn Pass>]) -> String {
     let mut text = format!("{mode} pipeline (show the graph after a stage with --after NAME):\n");
     let build = format!("the {mode} graph as the builder makes it");
-    let rows = std::iter::once((BUILD_STAGE, build.as_str()))
-        .chain(passes.iter().map(|p| (p.name(), p.description())));
-    for (i, (name, what)) in rows.enumerate() {
-        text.push_str(&format!("  {:02}  {name:<10} {what}\n", i + 1));
+    let rows: Vec<(&str, &str)> = std::iter::once((BUILD_STAGE, build.as_str()))
+        .chain(passes.iter().map(|p| (p.name(), p.description())))
+        .collect();
+    // Descriptions line up after the longest stage name.
+    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    for (i, (name, what)) in rows.iter().enumerate() {
+        text.push_str(&format!("  {:02}  {name:<width$} {what}\n", i + 1));
     }
     text
 }
@@ -172,15 +175,25 @@ mod tests {
         let err = check_stop(&passes, "autodif").expect_err("unknown");
         assert!(err.contains("did you mean `autodiff`?"), "{err}");
         assert!(
-            err.contains("`build`, `loss`, `autodiff`, `optimizer`, `dce` or `cse`"),
+            err.contains("`build`, `loss`, `autodiff`, `optimizer`, `dce`, `cse` or `fuse`"),
             "{err}"
         );
-        assert_eq!(
-            stage_names(&pipeline(Mode::Infer, &spec)),
-            ["build", "dce", "cse"]
+        // The folds come first; later stages are each pass's own business.
+        let infer = stage_names(&pipeline(Mode::Infer, &spec));
+        let folds = [
+            "fold-lora",
+            "fold-norm-gain",
+            "compose-butterflies",
+            "const-fold",
+        ];
+        assert_eq!(infer[0], "build", "{infer:?}");
+        assert_eq!(infer[1..5], folds, "{infer:?}");
+        assert!(
+            infer.contains(&"dce") && infer.contains(&"cse"),
+            "{infer:?}"
         );
         let listing = describe_pipeline(Mode::Infer, &pipeline(Mode::Infer, &spec));
         assert!(listing.contains("  01  build "), "{listing}");
-        assert!(listing.contains("  03  cse "), "{listing}");
+        assert!(listing.contains("  02  fold-lora "), "{listing}");
     }
 }

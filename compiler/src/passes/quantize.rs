@@ -1,0 +1,64 @@
+//! Quantization (DESIGN §5): the spec's `quantize { dense, butterfly, keep }` section applied
+//! to the inference graph. Without the section the pass does nothing (the graph is left
+//! bit-identical).
+//!
+//! Weights are quantized by a *weight-time* subgraph: nodes that depend on parameters only,
+//! evaluated once when the weights are known (today by the reference interpreter like any
+//! node; at artifact/load time later). The parameters themselves stay f32 in the IR, so a
+//! checkpoint still loads; what a backend stores is the result of that subgraph.
+//!
+//! | site | setting | rewrite |
+//! |---|---|---|
+//! | dense `matmul x, W [, b]` | `dense = int8` | `%wq, %ws = quantize W` (symmetric int8 per output channel = per row of `W[N, K]`), `%xq, %xs = quantize x` (per token, at run time), `qmatmul %xq, %xs, %wq, %ws [, b]` (i32 accumulation, dequant epilogue) |
+//! | per-head dense `W[G, N, K]` | `dense = int8` | the same per group: `x` split into `G` slices, each quantized per token, `G` `qmatmul`s, `concat` |
+//! | dense | `dense = f16` | `cast W to f16`, `cast` back to f32, `matmul`: f16 *storage*; the arithmetic stays f32 in this IR |
+//! | monarch `w1`, `w2` | `dense = int8` | `dequantize (quantize w)` per output channel of each block: weight-only int8, activations stay float because `monarch` takes float factors; the int8 SDOT path for the block GEMMs (activations per token) comes with the Kernel IR |
+//! | monarch | `dense = f16` | `cast` to f16 and back, like dense |
+//! | butterfly twiddles (a param or any producer: dib, givens, hadamard, ternary) | `butterfly = fp16` | `cast T to f16`, `cast` back to f32, `butterfly`: the IR records fp16 *storage*; fp16 *arithmetic* (`FMLA .8h` where the CPU has FEAT_FP16, f32 otherwise) is the backend's choice |
+//!
+//! Sites are found in the graph (see [`sites`]): the pass runs after the folds, whatever they
+//! made of the weights. `keep` globs exempt sites by name; `embed` or `head` exempts the tied
+//! head (the `matmul` that reuses `embed.weight`). The embedding table itself (the `embed`
+//! gather) always stays f32; a tied head quantized to int8 therefore adds an int8 copy of the
+//! table (`vocab · d_model` bytes) next to it. A parameter-free Hadamard butterfly without a
+//! bias has no name in the graph: it stays f32 when a `keep` glob names any such site of the
+//! spec. Activation quantization is shared between sites reading the same value (q, k and v
+//! quantize their common input once), and already-quantized sites are skipped, so running the
+//! pass twice changes nothing.
+
+mod plan;
+mod rewrite;
+pub mod sites;
+
+pub use plan::{QuantPlan, Scheme};
+pub use rewrite::{Applied, quantize_graph};
+pub use sites::{QuantSite, SiteKind, find_sites};
+
+use bfly_grammar::Diagnostic;
+use bfly_ir::Graph;
+
+use super::{Pass, PassContext};
+
+pub struct Quantize;
+
+impl Pass for Quantize {
+    fn name(&self) -> &'static str {
+        "quantize"
+    }
+
+    fn description(&self) -> &'static str {
+        "int8/f16 weights and fp16 twiddles per the spec's `quantize` section (none: no-op)"
+    }
+
+    fn run(&self, g: &mut Graph, cx: &PassContext<'_>) -> Result<(), Vec<Diagnostic>> {
+        let Some(plan) = QuantPlan::from_spec(cx.spec) else {
+            return Ok(());
+        };
+        quantize_graph(g, &plan, &|_, _| true)
+            .map(|_| ())
+            .map_err(|e| vec![cx.bug(self.name(), e.to_string())])
+    }
+}
+
+#[cfg(test)]
+mod tests;
