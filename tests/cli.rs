@@ -1,39 +1,7 @@
 //! End-to-end tests of the `bfly` binary: every subcommand, its help, and bad input.
 
-use std::process::{Command, Output};
-
-/// The `bfly` binary, behind `BFLY_CLI_RUNNER` when set: the QEMU legs of
-/// scripts/test-all.sh run this test under qemu-aarch64, which does not follow `execve` into
-/// the aarch64 child by itself.
-fn bfly_command() -> Command {
-    let exe = env!("CARGO_BIN_EXE_bfly");
-    match std::env::var("BFLY_CLI_RUNNER") {
-        Ok(runner) if !runner.trim().is_empty() => {
-            let mut words = runner.split_whitespace();
-            let mut c = Command::new(words.next().unwrap_or_default());
-            c.args(words).arg(exe);
-            c
-        }
-        _ => Command::new(exe),
-    }
-}
-
-fn bfly(args: &[&str]) -> Output {
-    bfly_command()
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the bfly binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::*;
 
 #[test]
 fn help_on_every_subcommand() {

@@ -1,41 +1,7 @@
 //! `bfly inspect --mode/--passes/--after`: the pass pipelines from the command line.
 
-use std::process::{Command, Output};
-
-/// The `bfly` binary, behind `BFLY_CLI_RUNNER` when set (see tests/cli.rs).
-fn bfly(args: &[&str]) -> Output {
-    let exe = env!("CARGO_BIN_EXE_bfly");
-    let mut c = match std::env::var("BFLY_CLI_RUNNER") {
-        Ok(runner) if !runner.trim().is_empty() => {
-            let mut words = runner.split_whitespace();
-            let mut c = Command::new(words.next().unwrap_or_default());
-            c.args(words).arg(exe);
-            c
-        }
-        _ => Command::new(exe),
-    };
-    c.args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the bfly binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = bfly(args);
-    assert!(
-        o.status.success(),
-        "bfly {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn fails(args: &[&str]) -> String {
-    let o = bfly(args);
-    assert!(!o.status.success(), "bfly {args:?} succeeded");
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::*;
 
 const DIB: &str = "golden/specs/tiny-dib.bfly";
 
