@@ -151,22 +151,13 @@ impl SpecErrors {
 
 impl SyntaxErrors for SpecErrors {
     type Rule = Rule;
+    const RBRACE: Rule = Rule::rbrace;
+    const RPAREN: Rule = Rule::rparen;
+    const RBRACKET: Rule = Rule::rbracket;
+    const EOI: Rule = Rule::EOI;
 
     fn lexical(&self) -> &'static Lexical {
         &LEXICAL
-    }
-
-    fn closes(&self, rule: Rule) -> Option<char> {
-        match rule {
-            Rule::rbrace => Some('}'),
-            Rule::rparen => Some(')'),
-            Rule::rbracket => Some(']'),
-            _ => None,
-        }
-    }
-
-    fn last(&self, rule: Rule) -> bool {
-        rule == Rule::EOI || self.closes(rule).is_some()
     }
 
     fn prune(&self, rules: &mut Vec<Rule>, cx: &ErrorContext<'_>) {

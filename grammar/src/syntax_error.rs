@@ -65,12 +65,28 @@ pub(crate) trait SyntaxErrors {
     /// How to describe an expected rule ("`=` after `vocab`"); `None` hides it.
     fn expected(&self, rule: Self::Rule, cx: &ErrorContext<'_>) -> Option<String>;
 
+    /// The grammar's closing-bracket rules and end of input. Both grammars spell them
+    /// alike, but pest generates a separate `Rule` enum per grammar, so each names its own.
+    const RBRACE: Self::Rule;
+    const RPAREN: Self::Rule;
+    const RBRACKET: Self::Rule;
+    const EOI: Self::Rule;
+
     /// The closing bracket a rule stands for, if it is one.
-    fn closes(&self, rule: Self::Rule) -> Option<char>;
+    fn closes(&self, rule: Self::Rule) -> Option<char> {
+        [
+            (Self::RBRACE, '}'),
+            (Self::RPAREN, ')'),
+            (Self::RBRACKET, ']'),
+        ]
+        .into_iter()
+        .find(|(r, _)| *r == rule)
+        .map(|(_, c)| c)
+    }
 
     /// Whether a rule's phrase goes at the end of the list (closing brackets, end of file).
     fn last(&self, rule: Self::Rule) -> bool {
-        self.closes(rule).is_some()
+        rule == Self::EOI || self.closes(rule).is_some()
     }
 
     /// Drops expected rules that would only confuse in this context.

@@ -207,7 +207,7 @@ impl Fuser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::passes::test_graphs::eval_bits;
+    use crate::passes::test_graphs::{eval_bits, eval_bits_on};
     use bfly_ir::{DType, Dim, Init, Output, Param, StrideOrder, Type, print_graph, verify};
 
     fn param(g: &mut Graph, name: &str, dims: &[u64]) -> Value {
@@ -524,23 +524,11 @@ mod tests {
     }
 
     fn eval_bits_with(g: &Graph, dims: &[usize], n: usize) -> Vec<Vec<u64>> {
-        use bfly_targets::reference::{Tensor, evaluate, init_weights};
-        let weights = init_weights(g, 3).expect("weights");
-        let x = Tensor::f32(
+        let x = bfly_targets::reference::Tensor::f32(
             dims.to_vec(),
             (0..n).map(|i| 0.17 * i as f64 - 1.1).collect(),
         );
-        evaluate(g, &[x], &weights)
-            .expect("evaluates")
-            .iter()
-            .map(|t| {
-                t.floats()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect()
-            })
-            .collect()
+        eval_bits_on(g, &x, 3)
     }
 
     #[test]

@@ -33,9 +33,14 @@ pub fn dead_and_duplicated() -> Graph {
 
 /// Every output's f64 bits on fixed inputs `x[i] = 0.3·i − 0.5` and seed-1 weights.
 pub fn eval_bits(g: &Graph) -> Vec<Vec<u64>> {
-    let weights = init_weights(g, 1).expect("weights");
     let input = Tensor::f32(vec![4], (0..4).map(|i| 0.3 * f64::from(i) - 0.5).collect());
-    let inputs = vec![input; g.inputs().len()];
+    eval_bits_on(g, &input, 1)
+}
+
+/// Every output's f64 bits with `input` fed to every graph input and `seed` weights.
+pub fn eval_bits_on(g: &Graph, input: &Tensor, seed: u64) -> Vec<Vec<u64>> {
+    let weights = init_weights(g, seed).expect("weights");
+    let inputs = vec![input.clone(); g.inputs().len()];
     evaluate(g, &inputs, &weights)
         .expect("evaluates")
         .iter()

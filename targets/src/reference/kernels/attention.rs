@@ -62,6 +62,21 @@ pub(crate) fn rotate_pairs(
     y
 }
 
+/// Attention probabilities of one query row over keys `0..=i`: softmax of the scaled dot
+/// products, max-subtracted. The backward recomputes them with this same function, so its
+/// probabilities match the forward's bit for bit.
+pub(crate) fn causal_probs<'k>(
+    qi: &[f64],
+    key: impl Fn(usize) -> &'k [f64],
+    i: usize,
+    scale: f64,
+) -> Vec<f64> {
+    let scores: Vec<f64> = (0..=i)
+        .map(|j| qi.iter().zip(key(j)).map(|(a, c)| a * c).sum::<f64>() * scale)
+        .collect();
+    softmax_row(&scores)
+}
+
 /// Causal softmax attention with grouped-query support.
 ///
 /// Shapes: `q: [batch, t, heads·head_dim]`, `k, v: [batch, t, kv_heads·head_dim]`, `heads` a
@@ -97,13 +112,7 @@ pub fn causal_attention(
             let kvh = h / per_kv;
             for i in 0..t {
                 let qi = &q[q_off(b, i, h)..][..head_dim];
-                let scores: Vec<f64> = (0..=i)
-                    .map(|j| {
-                        let kj = &k[kv_off(b, j, kvh)..][..head_dim];
-                        qi.iter().zip(kj).map(|(a, c)| a * c).sum::<f64>() * scale
-                    })
-                    .collect();
-                let probs = softmax_row(&scores);
+                let probs = causal_probs(qi, |j| &k[kv_off(b, j, kvh)..][..head_dim], i, scale);
                 let o = &mut out[q_off(b, i, h)..][..head_dim];
                 for (j, pj) in probs.iter().enumerate() {
                     for (ov, vv) in o.iter_mut().zip(&v[kv_off(b, j, kvh)..][..head_dim]) {

@@ -1,6 +1,6 @@
 //! Vector–Jacobian products of rotary position embedding and causal softmax attention.
 
-use super::norm::softmax_row;
+use super::attention::causal_probs;
 use super::norm_backward::softmax_row_backward;
 
 /// Backward of [`rope`](super::attention::rope): returns `grad_x`, shaped like `grad_out`.
@@ -67,14 +67,8 @@ pub fn causal_attention_backward(
             for i in 0..t {
                 let qi = &q[q_off(b, i, h)..][..head_dim];
                 let doi = &grad_out[q_off(b, i, h)..][..head_dim];
-                // Same score expression and softmax as the forward, so P matches it exactly.
-                let scores: Vec<f64> = (0..=i)
-                    .map(|j| {
-                        let kj = &k[kv_off(b, j, kvh)..][..head_dim];
-                        qi.iter().zip(kj).map(|(a, c)| a * c).sum::<f64>() * scale
-                    })
-                    .collect();
-                let probs = softmax_row(&scores);
+                // The forward's own function, so P matches it exactly.
+                let probs = causal_probs(qi, |j| &k[kv_off(b, j, kvh)..][..head_dim], i, scale);
                 let dprobs: Vec<f64> = (0..=i)
                     .map(|j| {
                         let vj = &v[kv_off(b, j, kvh)..][..head_dim];
