@@ -5,6 +5,7 @@ pub mod dot;
 pub mod graph;
 pub mod infer;
 pub mod init;
+pub mod kernel;
 pub mod op;
 pub mod parse;
 pub mod print;

@@ -1,3 +1,5 @@
-//! bfly-targets
+//! bfly-targets: Graph IR → Kernel IR lowering, the memory plan, the executor and the
+//! backends (`reference` oracle, `cranelift` host JIT).
 
+pub mod lower;
 pub mod reference;

@@ -1,0 +1,14 @@
+//! Kernel IR: the program of kernels that lowering makes from an optimized graph and every
+//! JIT backend compiles. `body` is the loop-nest language; `program` the buffers and kernels.
+
+pub mod body;
+pub mod program;
+
+pub use body::{
+    Access, BinOp, Body, BodyBuilder, BodyParam, Expr, Local, LoopKind, LoopVar, RtSym, Scalar,
+    Stmt, UnOp,
+};
+pub use program::{
+    AttentionDesc, Buffer, BufferId, BufferKind, BodyId, ButterflyDesc, GemmDesc, Kernel,
+    KernelKind, KernelProgram, Phase,
+};
