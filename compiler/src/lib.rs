@@ -8,6 +8,7 @@
 //! - [`compile_spec_source`]: parse, check and build in one call, from source text;
 //!   [`compile_to_stage`] runs a mode's pipeline on top, up to a chosen pass.
 
+pub mod artifact;
 pub mod builder;
 mod compile;
 pub mod liveness;

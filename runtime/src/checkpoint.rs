@@ -442,7 +442,6 @@ impl MetaReader<'_> {
 mod tests {
     use super::*;
     use crate::rng::SplitMix64;
-    use std::io::Write;
     use std::path::PathBuf;
 
     fn scratch(name: &str) -> PathBuf {

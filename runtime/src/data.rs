@@ -213,7 +213,7 @@ impl TextCorpus {
     }
 
     /// The fewest bytes a corpus needs so that both parts hold one window of `seq + 1`
-    /// tokens under `val_fraction`.
+    /// tokens under `val_fraction` (`usize::MAX` if the fraction is not in (0, 1)).
     pub fn min_len(seq: usize, val_fraction: f64) -> usize {
         let need = seq.saturating_add(1);
         let fits = |len: usize| {

@@ -87,10 +87,7 @@ mod tests {
     use super::*;
 
     fn scratch_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "bfly-fsutil-{name}-{}",
-            std::process::id()
-        ));
+        let dir = std::env::temp_dir().join(format!("bfly-fsutil-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create scratch dir");
         dir

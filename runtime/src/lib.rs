@@ -1,14 +1,14 @@
 //! bfly-runtime: sessions that run compiled graphs. Depends on `ir` and `targets`, never on the
 //! compiler, so a phone app can embed the runtime alone.
 
+pub mod artifact;
 pub mod checkpoint;
 pub mod data;
+pub mod fsutil;
 pub mod plot;
 pub mod progress;
 pub mod rng;
 pub mod sample;
-pub mod artifact;
-pub mod fsutil;
 pub mod session;
 pub mod tokenizer;
 

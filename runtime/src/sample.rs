@@ -138,7 +138,7 @@ impl Sampler {
     /// (positive weight), as (id, weight).
     fn weights(&self, logits: &[f32]) -> Vec<(u32, f64)> {
         let ids = (0u32..).zip(logits.iter().map(|&l| f64::from(l)));
-        if logits.iter().any(|&l| l == f32::INFINITY) {
+        if logits.contains(&f32::INFINITY) {
             return ids
                 .filter(|&(_, l)| l == f64::INFINITY)
                 .map(|(i, _)| (i, 1.0))

@@ -319,7 +319,7 @@ fn divisors(n: u64) -> String {
     let mut ds: Vec<String> = Vec::new();
     let mut i = 1;
     while i <= n && ds.len() < 12 {
-        if n % i == 0 {
+        if n.is_multiple_of(i) {
             ds.push(i.to_string());
         }
         i += 1;

@@ -175,7 +175,7 @@ fn site_problem(m: &ModelConfig, s: &Site) -> Option<Problem> {
         return Some(Problem::PerHead);
     }
     match s.kind.op {
-        LinearOp::Monarch { blocks } if (inf / g) % blocks != 0 || (outf / g) % blocks != 0 => {
+        LinearOp::Monarch { blocks } if !(inf / g).is_multiple_of(blocks) || !(outf / g).is_multiple_of(blocks) => {
             Some(Problem::MonarchBlocks(blocks))
         }
         _ => None,

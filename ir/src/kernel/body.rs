@@ -230,9 +230,6 @@ impl Expr {
     pub fn max(self, o: Expr) -> Expr {
         Expr::bin(BinOp::Max, self, o)
     }
-    pub fn rem(self, o: Expr) -> Expr {
-        Expr::bin(BinOp::Rem, self, o)
-    }
     pub fn lt(self, o: Expr) -> Expr {
         Expr::bin(BinOp::Lt, self, o)
     }
@@ -369,6 +366,7 @@ arith!(Add, add, BinOp::Add);
 arith!(Sub, sub, BinOp::Sub);
 arith!(Mul, mul, BinOp::Mul);
 arith!(Div, div, BinOp::Div);
+arith!(Rem, rem, BinOp::Rem);
 
 impl ops::Neg for Expr {
     type Output = Expr;

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod program;
+pub mod verify;
 
 pub use body::{
     Access, BinOp, Body, BodyBuilder, BodyParam, Expr, Local, LoopKind, LoopVar, RtSym, Scalar,
@@ -12,3 +13,4 @@ pub use program::{
     AttentionDesc, Buffer, BufferId, BufferKind, BodyId, ButterflyDesc, GemmDesc, Kernel,
     KernelKind, KernelProgram, Phase,
 };
+pub use verify::{verify_body, verify_program};

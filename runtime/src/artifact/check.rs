@@ -107,7 +107,10 @@ impl fmt::Display for TensorProblem {
                 expected,
                 found,
             } => match expected {
-                Some(e) => write!(f, "tensor `{name}`: {found} bytes, its dtype and shape need {e}"),
+                Some(e) => write!(
+                    f,
+                    "tensor `{name}`: {found} bytes, its dtype and shape need {e}"
+                ),
                 None => write!(f, "tensor `{name}`: its shape overflows the address space"),
             },
             TensorProblem::SymbolicParam { name, ty } => write!(
@@ -139,7 +142,7 @@ pub fn check_tensors<'a>(
         problems.extend(check_one(name, ty, t));
     }
     let params: BTreeSet<&str> = graph.params().map(|(_, p, _)| p.name.as_str()).collect();
-    for name in found.keys().filter(|n| !params.contains(n)) {
+    for name in found.keys().filter(|n| !params.contains(**n)) {
         problems.push(TensorProblem::Unexpected {
             name: name.to_string(),
             suggestion: closest(name, &missing).map(str::to_string),

@@ -151,7 +151,7 @@ pub fn write_artifact(path: &Path, parts: &ArtifactParts) -> Result<(), Artifact
         });
     }
     let graph_text = print_graph(parts.graph);
-    let check_file = SourceFile::new(format!("{}[{}]", path.display(), keys::GRAPH), &*graph_text);
+    let check_file = SourceFile::new(keys::GRAPH, &*graph_text);
     if let Err(diagnostics) = bfly_ir::parse::parse_graph(&check_file) {
         return Err(ArtifactError::bad_graph(path, &check_file, &diagnostics));
     }
@@ -220,8 +220,8 @@ mod tests {
     fn tokenizer_json() {
         let t = TokenizerDesc::Byte { vocab: 256 };
         assert_eq!(to_json(&t), r#"{"kind":"byte","vocab":256}"#);
-        let back: TokenizerDesc = serde_json::from_str(r#"{"kind":"byte","vocab":256}"#)
-            .expect("valid tokenizer JSON");
+        let back: TokenizerDesc =
+            serde_json::from_str(r#"{"kind":"byte","vocab":256}"#).expect("valid tokenizer JSON");
         assert_eq!(back, t);
         assert!(serde_json::from_str::<TokenizerDesc>(r#"{"kind":"bpe","vocab":1}"#).is_err());
     }

@@ -15,9 +15,10 @@ use bfly_grammar::SourceFile;
 use bfly_ir::{DType, Graph};
 use bfly_targets::reference::Weights;
 use memmap2::{Mmap, MmapOptions};
-use safetensors::SafeTensors;
+use safetensors::tensor::Metadata;
 
 use super::check::{FoundTensor, check_tensors};
+use super::container;
 use super::convert::view_to_reference;
 use super::error::ArtifactError;
 use super::format::{
@@ -82,9 +83,9 @@ impl Artifact {
 
     fn validate(path: &Path, map: Mmap) -> Result<Artifact, ArtifactError> {
         let (header_len, header) =
-            SafeTensors::read_metadata(&map).map_err(|e| ArtifactError::Malformed {
+            container::read_metadata(&map).map_err(|reason| ArtifactError::Malformed {
                 path: path.to_path_buf(),
-                reason: e.to_string(),
+                reason,
             })?;
         let empty = HashMap::new();
         let meta = Meta {
@@ -96,56 +97,10 @@ impl Artifact {
         for key in keys::REQUIRED {
             meta.get(key)?;
         }
-        let mode_text = meta.get(keys::MODE)?;
-        let mode = ArtifactMode::from_name(mode_text).ok_or_else(|| {
-            meta.invalid(
-                keys::MODE,
-                format!("{mode_text:?} is neither \"infer\" nor \"train\""),
-            )
-        })?;
+        let mode = meta.mode()?;
         let graph = meta.graph()?;
         let tokenizer = meta.tokenizer()?;
-
-        // The data section starts after the 8-byte length and the header; safetensors checked
-        // that every offset lies inside it and that the last one ends the file.
-        let data_start = header_len.checked_add(8).ok_or_else(|| ArtifactError::Malformed {
-            path: path.to_path_buf(),
-            reason: "header length overflows".to_string(),
-        })?;
-        let infos = header.tensors();
-        let found = infos.iter().map(|(name, info)| FoundTensor {
-            name,
-            dtype: dtype_from_safetensors(info.dtype).ok_or_else(|| format!("{:?}", info.dtype)),
-            dims: &info.shape,
-            byte_len: None,
-        });
-        let problems = check_tensors(&graph, found);
-        if !problems.is_empty() {
-            return Err(ArtifactError::TensorMismatch {
-                path: path.to_path_buf(),
-                problems,
-            });
-        }
-        let mut tensors = BTreeMap::new();
-        for (name, info) in &infos {
-            let (s, e) = info.data_offsets;
-            let range = data_start.checked_add(s).zip(data_start.checked_add(e));
-            let (Some(range), Some(dtype)) = (range, dtype_from_safetensors(info.dtype)) else {
-                return Err(meta.malformed(format!("tensor `{name}` has invalid offsets")));
-            };
-            let range = range.0..range.1;
-            if map.get(range.clone()).is_none() {
-                return Err(meta.malformed(format!("tensor `{name}` lies outside the file")));
-            }
-            tensors.insert(
-                name.clone(),
-                Entry {
-                    dtype,
-                    dims: info.shape.clone(),
-                    range,
-                },
-            );
-        }
+        let tensors = meta.tensors(&graph, &header, header_len, &map)?;
         meta.check_checksums(&map, &tensors)?;
         Ok(Artifact {
             path: path.to_path_buf(),
@@ -285,10 +240,19 @@ impl<'a> Meta<'a> {
         }
     }
 
+    fn mode(&self) -> Result<ArtifactMode, ArtifactError> {
+        let text = self.get(keys::MODE)?;
+        ArtifactMode::from_name(text).ok_or_else(|| {
+            self.invalid(
+                keys::MODE,
+                format!("{text:?} is neither \"infer\" nor \"train\""),
+            )
+        })
+    }
+
     /// Parses (and so verifies: `parse_graph` runs the verifier) the graph text.
     fn graph(&self) -> Result<Graph, ArtifactError> {
-        let name = format!("{}[{}]", self.path.display(), keys::GRAPH);
-        let file = SourceFile::new(name, self.get(keys::GRAPH)?);
+        let file = SourceFile::new(keys::GRAPH, self.get(keys::GRAPH)?);
         bfly_ir::parse::parse_graph(&file)
             .map_err(|d| ArtifactError::bad_graph(self.path, &file, &d))
     }
@@ -306,6 +270,54 @@ impl<'a> Meta<'a> {
         Ok(desc)
     }
 
+    /// The tensors, checked against the graph's params, with their byte ranges in the file.
+    fn tensors(
+        &self,
+        graph: &Graph,
+        header: &Metadata,
+        header_len: usize,
+        map: &[u8],
+    ) -> Result<BTreeMap<String, Entry>, ArtifactError> {
+        let infos = header.tensors();
+        let found = infos.iter().map(|(name, info)| FoundTensor {
+            name,
+            dtype: dtype_from_safetensors(info.dtype).ok_or_else(|| format!("{:?}", info.dtype)),
+            dims: &info.shape,
+            byte_len: None,
+        });
+        let problems = check_tensors(graph, found);
+        if !problems.is_empty() {
+            return Err(ArtifactError::TensorMismatch {
+                path: self.path.to_path_buf(),
+                problems,
+            });
+        }
+        // Data starts after the 8-byte length and the header. The container check and
+        // safetensors already bound every offset by the file length; checking again keeps the
+        // slicing below panic-free on its own terms.
+        let mut tensors = BTreeMap::new();
+        for (name, info) in &infos {
+            let (s, e) = info.data_offsets;
+            let start = header_len.checked_add(8).and_then(|d| d.checked_add(s));
+            let end = header_len.checked_add(8).and_then(|d| d.checked_add(e));
+            let (Some(start), Some(end), Some(dtype)) =
+                (start, end, dtype_from_safetensors(info.dtype))
+            else {
+                return Err(self.malformed(format!("tensor `{name}` has invalid offsets")));
+            };
+            if map.get(start..end).is_none() {
+                return Err(self.malformed(format!("tensor `{name}` lies outside the file")));
+            }
+            let entry = Entry {
+                dtype,
+                dims: info.shape.clone(),
+                range: start..end,
+            };
+            tensors.insert(name.clone(), entry);
+        }
+        Ok(tensors)
+    }
+
     /// Every tensor has a well-formed checksum that matches its bytes, and no checksum names a
     /// tensor that does not exist.
     fn check_checksums(
@@ -313,8 +325,8 @@ impl<'a> Meta<'a> {
         map: &[u8],
         tensors: &BTreeMap<String, Entry>,
     ) -> Result<(), ArtifactError> {
-        let stored: BTreeMap<String, String> =
-            serde_json::from_str(self.get(keys::CHECKSUMS)?).map_err(|e| {
+        let stored: BTreeMap<String, String> = serde_json::from_str(self.get(keys::CHECKSUMS)?)
+            .map_err(|e| {
                 self.invalid(
                     keys::CHECKSUMS,
                     format!("not a JSON object of strings ({e})"),
@@ -329,7 +341,9 @@ impl<'a> Meta<'a> {
         let mut bad = Vec::new();
         for (name, e) in tensors {
             let Some(text) = stored.get(name) else {
-                return Err(self.invalid(keys::CHECKSUMS, format!("no checksum for tensor `{name}`")));
+                return Err(
+                    self.invalid(keys::CHECKSUMS, format!("no checksum for tensor `{name}`"))
+                );
             };
             let Some(want) = parse_checksum(text) else {
                 return Err(self.invalid(

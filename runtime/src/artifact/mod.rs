@@ -8,11 +8,13 @@
 //! - [`tensor`]: host tensors, zero-copy views and dtype/byte conversions;
 //! - [`format`]: the metadata keys, their encodings and the writer;
 //! - [`check`]: the tensors-against-params check shared by writer and loader;
+//! - [`container`]: reading the safetensors container without trusting its offsets;
 //! - [`load`]: opening (mmap) and validating an artifact;
 //! - [`convert`]: to and from the reference interpreter's f64 weights;
 //! - [`error`]: what can go wrong, each with where, what and how to fix it.
 
 pub mod check;
+pub mod container;
 pub mod convert;
 pub mod error;
 pub mod format;

@@ -51,8 +51,14 @@ impl HostTensor {
     pub fn from_f64(dtype: DType, dims: Vec<usize>, data: &[f64]) -> Result<HostTensor, String> {
         check_len(&dims, data.len())?;
         let bytes = match dtype {
-            DType::F32 => data.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
-            DType::F16 => data.iter().flat_map(|&v| f16_bits(v).to_le_bytes()).collect(),
+            DType::F32 => data
+                .iter()
+                .flat_map(|&v| (v as f32).to_le_bytes())
+                .collect(),
+            DType::F16 => data
+                .iter()
+                .flat_map(|&v| f16_bits(v).to_le_bytes())
+                .collect(),
             DType::I8 | DType::I32 => {
                 return Err(format!("{dtype} is not a float dtype"));
             }
@@ -67,7 +73,11 @@ impl HostTensor {
         let bytes = match dtype {
             DType::I8 => data
                 .iter()
-                .map(|&v| i8::try_from(v).map(|x| x.to_le_bytes()[0]).map_err(|_| out_of_range(v)))
+                .map(|&v| {
+                    i8::try_from(v)
+                        .map(|x| x.to_le_bytes()[0])
+                        .map_err(|_| out_of_range(v))
+                })
                 .collect::<Result<Vec<u8>, _>>()?,
             DType::I32 => {
                 let mut bytes = Vec::with_capacity(data.len().saturating_mul(4));
