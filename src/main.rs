@@ -26,6 +26,9 @@ enum Command {
     /// Show what the compiler made of a spec: its AST, the graph IR, a parameter summary or a
     /// Graphviz drawing.
     Inspect(cmd::inspect::InspectArgs),
+    /// Compile a spec into a `.bfa` artifact: the optimized graph, its weights (seeded init or
+    /// imported) and the spec, in one safetensors file.
+    Compile(cmd::compile::CompileArgs),
     /// Generate tokens from a model (random-init weights from the spec's init and --seed).
     Run(cmd::run::RunArgs),
 }
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => cmd::inspect::run(&args),
         Command::Run(args) => cmd::run::run(&args),
+        Command::Compile(args) => cmd::compile::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
