@@ -62,6 +62,8 @@ fn roundtrip_artifact(stem: &str, mode: Mode) {
         Mode::Infer => ArtifactMode::Infer,
         Mode::Train => ArtifactMode::Train,
     };
+    // A train artifact carries the inference graph over the same params.
+    let eval = (mode == Mode::Train).then(|| compiled(stem, Mode::Infer).0);
     let parts = ArtifactParts {
         graph: &g,
         mode: artifact_mode,
@@ -69,10 +71,16 @@ fn roundtrip_artifact(stem: &str, mode: Mode) {
         spec_name: &format!("{stem}.bfly"),
         vocab,
         tensors: &tensors,
+        eval_graph: eval.as_ref(),
     };
     write_artifact(&path, &parts).unwrap_or_else(|e| panic!("{stem}: {e}"));
     let a = Artifact::open(&path).unwrap_or_else(|e| panic!("{stem}: {e}"));
     assert_eq!(print_graph(a.graph()), print_graph(&g), "{stem}");
+    assert_eq!(
+        a.eval_graph().map(print_graph),
+        eval.as_ref().map(print_graph),
+        "{stem}"
+    );
     assert_eq!(a.spec_source(), source);
     assert_eq!(a.spec_name(), format!("{stem}.bfly"));
     assert_eq!(a.mode(), artifact_mode);
@@ -311,4 +319,26 @@ fn huge_offsets_are_an_error_not_a_panic() {
     fs::write(&path, bytes).expect("write");
     let e = import_weights(&g, &path, None).expect_err("impossible offsets");
     assert!(matches!(e, ImportError::Malformed { .. }), "{e}");
+}
+
+#[test]
+fn an_eval_graph_whose_params_are_not_stored_is_refused() {
+    let (train, source, vocab) = compiled("tiny-dense", Mode::Train);
+    let (other, _, _) = compiled("tiny-dib", Mode::Infer);
+    let weights = init_weights(&train, 1).expect("weights materialize");
+    let tensors = artifact_tensors(&train, &weights).expect("weights convert");
+    let path = scratch("eval-mismatch").join("m.bfa");
+    let parts = ArtifactParts {
+        graph: &train,
+        mode: ArtifactMode::Train,
+        spec_source: &source,
+        spec_name: "tiny-dense.bfly",
+        vocab,
+        tensors: &tensors,
+        eval_graph: Some(&other),
+    };
+    let err = write_artifact(&path, &parts).expect_err("tiny-dib params are not tiny-dense's");
+    let text = err.to_string();
+    assert!(text.contains("layers.0.attn.q.theta"), "{text}");
+    assert!(!path.exists(), "nothing written");
 }

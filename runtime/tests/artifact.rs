@@ -65,6 +65,7 @@ fn small_artifact(test: &str) -> PathBuf {
         spec_name: "small.bfir",
         vocab: 8,
         tensors: &tensors,
+        eval_graph: None,
     };
     write_artifact(&path, &parts).expect("write the artifact");
     path
@@ -163,6 +164,7 @@ fn rewriting_an_open_artifact_leaves_the_open_one_intact() {
         spec_name: "x.bfly",
         vocab: 8,
         tensors: &tensors,
+        eval_graph: None,
     };
     write_artifact(&path, &parts).expect("rewrite");
     assert_eq!(a.tensor("embed.weight").expect("present").bytes, before);
@@ -196,6 +198,7 @@ fn writer_refuses_tensors_that_do_not_match_the_graph() {
         spec_name: "small.bfir",
         vocab: 8,
         tensors: &tensors,
+        eval_graph: None,
     };
     let e = write_artifact(&path, &parts).expect_err("inconsistent tensors");
     let msg = e.to_string();

@@ -95,6 +95,20 @@ pub fn run(args: &CompileArgs) -> Result<(), String> {
     let started = std::time::Instant::now();
     let graph = bfly_compiler::compile_to_stage(&spec, &loaded.file, mode, None)
         .map_err(|d| bfly_compiler::render_diagnostics(&loaded.file, &d, color()))?;
+    // A train artifact also carries the f32 inference graph over the same params: the trainer
+    // runs it for validation loss and samples, and it is what an inference artifact made from
+    // the trained weights will compute (before quantization).
+    let eval_graph = match mode {
+        Mode::Train => {
+            let mut f32_spec = spec.clone();
+            f32_spec.quantize = None;
+            Some(
+                bfly_compiler::compile_to_stage(&f32_spec, &loaded.file, Mode::Infer, None)
+                    .map_err(|d| bfly_compiler::render_diagnostics(&loaded.file, &d, color()))?,
+            )
+        }
+        Mode::Infer => None,
+    };
     let seed = args.seed.or(loaded.spec_seed).unwrap_or(0);
     let init = bfly_targets::reference::init_weights(&graph, seed);
     let weights = match &args.weights {
@@ -125,6 +139,7 @@ pub fn run(args: &CompileArgs) -> Result<(), String> {
             spec_name: &spec_name,
             vocab,
             tensors: &tensors,
+            eval_graph: eval_graph.as_ref(),
         },
     )
     .map_err(|e| format!("error: {e}"))?;

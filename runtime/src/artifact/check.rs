@@ -206,3 +206,37 @@ fn check_one(name: &str, ty: &Type, t: &FoundTensor) -> Vec<TensorProblem> {
 pub fn problem_list(problems: &[TensorProblem]) -> String {
     problems.iter().map(|p| format!("\n  - {p}")).collect()
 }
+
+/// The params of `graph` against tensors that may hold more (a train artifact's tensors
+/// include optimizer moments the eval graph does not read): only missing, mistyped and
+/// mis-shaped params are problems.
+pub fn check_subset<'a>(
+    graph: &Graph,
+    tensors: impl Iterator<Item = (&'a str, DType, &'a [usize])>,
+) -> Vec<TensorProblem> {
+    let found: BTreeMap<&str, (DType, &[usize])> =
+        tensors.map(|(n, d, dims)| (n, (d, dims))).collect();
+    let mut problems = Vec::new();
+    for (_, p, ty) in graph.params() {
+        match found.get(p.name.as_str()) {
+            None => problems.push(TensorProblem::Missing {
+                name: p.name.clone(),
+                expected: ty.clone(),
+            }),
+            Some(&(dtype, _)) if dtype != ty.dtype => problems.push(TensorProblem::WrongDtype {
+                name: p.name.clone(),
+                expected: ty.clone(),
+                found: dtype,
+            }),
+            Some(&(_, dims)) if ty.const_dims().as_deref() != Some(dims) => {
+                problems.push(TensorProblem::WrongShape {
+                    name: p.name.clone(),
+                    expected: ty.clone(),
+                    found: dims.to_vec(),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    problems
+}

@@ -49,6 +49,11 @@ pub mod keys {
     /// The writer, e.g. `"bfly 0.1.0"`.
     pub const COMPILER: &str = "bfly.compiler";
 
+    /// Optional (train artifacts): the f32 inference graph over the same params, which the
+    /// trainer runs for validation loss and samples. Its params must all be tensors of the
+    /// artifact with the same dtype and shape.
+    pub const EVAL_GRAPH: &str = "bfly.eval_graph";
+
     /// Checked in this order after the format and the version.
     pub const REQUIRED: [&str; 7] = [MODE, GRAPH, SPEC, SPEC_NAME, TOKENIZER, CHECKSUMS, COMPILER];
 }
@@ -130,6 +135,8 @@ pub struct ArtifactParts<'a> {
     pub vocab: u32,
     /// One tensor per param of `graph`, under the param's name.
     pub tensors: &'a BTreeMap<String, HostTensor>,
+    /// Train artifacts: the inference graph over the same params ([`keys::EVAL_GRAPH`]).
+    pub eval_graph: Option<&'a Graph>,
 }
 
 /// Writes an artifact to `path` atomically (the previous file, if any, survives a failure).
@@ -154,6 +161,21 @@ pub fn write_artifact(path: &Path, parts: &ArtifactParts) -> Result<(), Artifact
     let check_file = SourceFile::new(keys::GRAPH, &*graph_text);
     if let Err(diagnostics) = bfly_ir::parse::parse_graph(&check_file) {
         return Err(ArtifactError::bad_graph(path, &check_file, &diagnostics));
+    }
+    if let Some(eval) = parts.eval_graph {
+        let problems = super::check::check_subset(
+            eval,
+            parts
+                .tensors
+                .iter()
+                .map(|(n, t)| (n.as_str(), t.dtype, t.dims.as_slice())),
+        );
+        if !problems.is_empty() {
+            return Err(ArtifactError::TensorMismatch {
+                path: path.to_path_buf(),
+                problems,
+            });
+        }
     }
     let metadata = metadata(parts, graph_text);
     let bytes = safetensors::serialize(parts.tensors.iter(), Some(metadata)).map_err(|e| {
@@ -187,6 +209,7 @@ fn metadata(parts: &ArtifactParts, graph_text: String) -> HashMap<String, String
         (keys::COMPILER, COMPILER_ID.to_string()),
     ]
     .into_iter()
+    .chain(parts.eval_graph.map(|g| (keys::EVAL_GRAPH, print_graph(g))))
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }

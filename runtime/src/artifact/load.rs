@@ -33,6 +33,7 @@ pub struct Artifact {
     map: Mmap,
     tensors: BTreeMap<String, Entry>,
     graph: Graph,
+    eval_graph: Option<Graph>,
     mode: ArtifactMode,
     spec_source: String,
     spec_name: String,
@@ -101,6 +102,7 @@ impl Artifact {
         let graph = meta.graph()?;
         let tokenizer = meta.tokenizer()?;
         let tensors = meta.tensors(&graph, &header, header_len, &map)?;
+        let eval_graph = meta.eval_graph(&tensors)?;
         meta.check_checksums(&map, &tensors)?;
         Ok(Artifact {
             path: path.to_path_buf(),
@@ -110,6 +112,7 @@ impl Artifact {
             compiler: meta.get(keys::COMPILER)?.to_string(),
             tokenizer,
             graph,
+            eval_graph,
             tensors,
             map,
         })
@@ -117,6 +120,11 @@ impl Artifact {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Train artifacts: the f32 inference graph over the same params, if stored.
+    pub fn eval_graph(&self) -> Option<&Graph> {
+        self.eval_graph.as_ref()
     }
 
     /// The optimized graph, parsed and verified.
@@ -255,6 +263,32 @@ impl<'a> Meta<'a> {
         let file = SourceFile::new(keys::GRAPH, self.get(keys::GRAPH)?);
         bfly_ir::parse::parse_graph(&file)
             .map_err(|d| ArtifactError::bad_graph(self.path, &file, &d))
+    }
+
+    /// The optional eval graph, parsed, verified and checked against the tensors.
+    fn eval_graph(
+        &self,
+        tensors: &BTreeMap<String, Entry>,
+    ) -> Result<Option<Graph>, ArtifactError> {
+        let Some(text) = self.map.get(keys::EVAL_GRAPH) else {
+            return Ok(None);
+        };
+        let file = SourceFile::new(keys::EVAL_GRAPH, text.as_str());
+        let graph = bfly_ir::parse::parse_graph(&file)
+            .map_err(|d| ArtifactError::bad_graph(self.path, &file, &d))?;
+        let problems = super::check::check_subset(
+            &graph,
+            tensors
+                .iter()
+                .map(|(n, e)| (n.as_str(), e.dtype, e.dims.as_slice())),
+        );
+        if !problems.is_empty() {
+            return Err(ArtifactError::TensorMismatch {
+                path: self.path.to_path_buf(),
+                problems,
+            });
+        }
+        Ok(Some(graph))
     }
 
     fn tokenizer(&self) -> Result<TokenizerDesc, ArtifactError> {
