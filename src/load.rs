@@ -17,6 +17,27 @@ pub struct Loaded {
     pub spec: Option<bfly_compiler::ModelSpec>,
     /// The init seed the spec's `train` section asks for, if any.
     pub spec_seed: Option<u64>,
+    /// The artifact, when the input was a `.bfa` (its graph is `graph`).
+    pub artifact: Option<bfly_runtime::artifact::Artifact>,
+}
+
+/// Is `path` a compiled artifact (by extension, or by its safetensors header naming bfly)?
+fn is_artifact(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "bfa")
+}
+
+/// Opens a `.bfa`: the graph is the artifact's (for a train artifact, its training graph).
+fn load_artifact(path: &Path) -> Result<Loaded, String> {
+    let a = bfly_runtime::artifact::Artifact::open(path).map_err(|e| format!("error: {e}"))?;
+    let file = SourceFile::new(path.display().to_string(), a.spec_source().to_string());
+    Ok(Loaded {
+        file,
+        ast: None,
+        graph: a.graph().clone(),
+        spec: None,
+        spec_seed: None,
+        artifact: Some(a),
+    })
 }
 
 pub fn color() -> bool {
@@ -33,9 +54,12 @@ fn is_ir_text(path: &Path, text: &str) -> bool {
 }
 
 pub fn load(path: &Path) -> Result<Loaded, String> {
+    if is_artifact(path) {
+        return load_artifact(path);
+    }
     let bytes = std::fs::read(path).map_err(|e| {
         format!(
-            "error: cannot read {}: {e}\n  hint: give the path of a model spec (*.bfly) or graph IR (*.bfir)",
+            "error: cannot read {}: {e}\n  hint: give the path of a model spec (*.bfly), graph IR (*.bfir) or artifact (*.bfa)",
             path.display()
         )
     })?;
@@ -56,6 +80,7 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
             graph,
             spec: None,
             spec_seed: None,
+            artifact: None,
         });
     }
     let (spec, graph) = bfly_compiler::compile_spec_source(&file)
@@ -67,5 +92,6 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
         graph,
         spec_seed: spec.train.as_ref().map(|t| t.seed.node),
         spec: Some(spec),
+        artifact: None,
     })
 }

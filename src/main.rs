@@ -26,9 +26,17 @@ enum Command {
     /// Show what the compiler made of a spec: its AST, the graph IR, a parameter summary or a
     /// Graphviz drawing.
     Inspect(cmd::inspect::InspectArgs),
+    /// The whole pipeline in one command: compile a built-in spec, train it for a minute on
+    /// built-in text, show the loss falling, generate a sample.
+    Demo(cmd::demo::DemoArgs),
+    /// Measure a model on the JIT: prefill and decode tokens/s, time per kernel family,
+    /// memory (`--train`: training steps).
+    Bench(cmd::bench::BenchArgs),
     /// Compile a spec into a `.bfa` artifact: the optimized graph, its weights (seeded init or
     /// imported) and the spec, in one safetensors file.
     Compile(cmd::compile::CompileArgs),
+    /// Train a model on a text file: progress, validation, loss plot, checkpoints, resume.
+    Train(cmd::train::TrainArgs),
     /// Generate tokens from a model (random-init weights from the spec's init and --seed).
     Run(cmd::run::RunArgs),
 }
@@ -39,6 +47,9 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd::inspect::run(&args),
         Command::Run(args) => cmd::run::run(&args),
         Command::Compile(args) => cmd::compile::run(&args),
+        Command::Bench(args) => cmd::bench::run(&args),
+        Command::Demo(args) => cmd::demo::run(&args),
+        Command::Train(args) => cmd::train::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

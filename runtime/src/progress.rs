@@ -47,6 +47,12 @@ impl ProgressLine {
     /// The line width when the terminal's is unknown.
     pub const DEFAULT_WIDTH: usize = 80;
 
+    /// Changes the step count the bar runs to: a run bounded by time estimates its total
+    /// from the steps per second so far.
+    pub fn set_total(&mut self, total: u64) {
+        self.total = total;
+    }
+
     /// A progress line for `total` steps; the terminal width comes from `$COLUMNS` (shells
     /// export it) or defaults to 80.
     pub fn new(total: u64, mode: DrawMode) -> ProgressLine {

@@ -1,33 +1,41 @@
 //! Inference sessions: feed tokens, get next-token logits, generate.
 //!
-//! For now every step re-runs the whole prefix through the graph (no KV cache yet), on the
-//! reference backend. The context length is the graph's bound on `T`.
+//! On the host backend a session keeps a KV cache: the prompt runs as one prefill step
+//! (`T` = prompt length at `pos` 0), then each new token is one decode step (`T` = 1 at
+//! `pos` = tokens so far). The reference backend has no cache and recomputes the prefix,
+//! which is what makes it a good oracle for the cache.
 
 use bfly_ir::{Graph, Op};
+use bfly_targets::exec::Syms;
+use bfly_targets::lower::LowerMode;
 use bfly_targets::reference::{self, Tensor, Weights};
 
-/// Which backend executes the graph.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// The f64 Graph-IR interpreter (the oracle).
-    Reference,
+use crate::engine::{BackendChoice, Engine, LoadReport};
+use crate::sample::Sampler;
+
+enum Backend {
+    Reference(Box<Weights>),
+    Host(Box<Engine>),
 }
 
 pub struct InferenceSession {
     graph: Graph,
-    weights: Weights,
     backend: Backend,
     vocab: usize,
     context: usize,
+    /// Tokens consumed so far (in the KV cache on the host backend).
+    history: Vec<u32>,
 }
 
 impl InferenceSession {
-    /// Checks that the graph is a language model: one `i32[T]` input, logits `[T, vocab]` as
-    /// its first output, and a bound on `T`.
+    /// Checks that the graph is a language model (one `i32[T]` input, logits `[T, vocab]`
+    /// as its first output, a bound on `T`), then loads it on `backend`. `threads` = 0: one
+    /// per core.
     pub fn new(
         graph: Graph,
         weights: Weights,
-        backend: Backend,
+        backend: BackendChoice,
+        threads: usize,
     ) -> Result<InferenceSession, String> {
         let bad = || {
             format!(
@@ -53,12 +61,21 @@ impl InferenceSession {
                 graph.name
             ));
         };
+        let backend = match backend {
+            BackendChoice::Reference => Backend::Reference(Box::new(weights)),
+            BackendChoice::Host | BackendChoice::Auto => Backend::Host(Box::new(Engine::new(
+                &graph,
+                LowerMode::Inference { context },
+                &weights,
+                threads,
+            )?)),
+        };
         Ok(InferenceSession {
             graph,
-            weights,
             backend,
             vocab: vocab as usize,
             context: context as usize,
+            history: Vec::new(),
         })
     }
 
@@ -70,16 +87,53 @@ impl InferenceSession {
         self.context
     }
 
-    /// Logits for every position of `tokens` (row-major `[len, vocab]`).
-    pub fn logits(&self, tokens: &[u32]) -> Result<Vec<f64>, String> {
-        if tokens.is_empty() {
-            return Err("the prompt is empty: give at least one token".into());
+    pub fn backend_name(&self) -> String {
+        match &self.backend {
+            Backend::Reference(_) => "reference".into(),
+            Backend::Host(e) => e.report().backend.clone(),
         }
-        if tokens.len() > self.context {
+    }
+
+    /// The host backend's load report (`None` on the reference backend).
+    pub fn load_report(&self) -> Option<&LoadReport> {
+        match &self.backend {
+            Backend::Host(e) => Some(e.report()),
+            Backend::Reference(_) => None,
+        }
+    }
+
+    pub fn engine_mut(&mut self) -> Option<&mut Engine> {
+        match &mut self.backend {
+            Backend::Host(e) => Some(e),
+            Backend::Reference(_) => None,
+        }
+    }
+
+    /// Tokens consumed so far.
+    pub fn position(&self) -> usize {
+        self.history.len()
+    }
+
+    /// Forgets the context (empties the KV cache).
+    pub fn reset(&mut self) {
+        self.history.clear();
+        if let Backend::Host(e) = &mut self.backend {
+            e.executor_mut().reset_state();
+        }
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<(), String> {
+        if tokens.is_empty() {
+            return Err("no tokens to feed: give at least one".into());
+        }
+        let total = self.history.len() + tokens.len();
+        if total > self.context {
             return Err(format!(
-                "{} tokens exceed the model's context of {}",
+                "{} tokens so far + {} new exceed the model's context of {}: shorten the prompt or generate fewer tokens (at most {} more fit)",
+                self.history.len(),
                 tokens.len(),
-                self.context
+                self.context,
+                self.context - self.history.len()
             ));
         }
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.vocab) {
@@ -88,25 +142,59 @@ impl InferenceSession {
                 self.vocab
             ));
         }
-        match self.backend {
-            Backend::Reference => {
-                let out =
-                    reference::evaluate(&self.graph, &[Tensor::tokens(tokens)], &self.weights)
-                        .map_err(|e| e.to_string())?;
-                out.into_iter()
-                    .next()
-                    .and_then(|t| t.floats().map(<[f64]>::to_vec))
-                    .ok_or_else(|| "the graph produced no float logits".to_string())
-            }
-        }
+        Ok(())
     }
 
-    /// Greedy decoding of `n` new tokens after `prompt`, calling `on_token` as each appears.
-    /// Ties go to the lowest id, so the result is deterministic.
-    pub fn generate_greedy(
-        &self,
+    /// Appends `tokens` to the context and returns the logits after the last one
+    /// (`vocab` values).
+    pub fn feed(&mut self, tokens: &[u32]) -> Result<Vec<f32>, String> {
+        self.check_tokens(tokens)?;
+        let vocab = self.vocab;
+        let logits = match &mut self.backend {
+            Backend::Reference(w) => {
+                let mut all = self.history.clone();
+                all.extend_from_slice(tokens);
+                let out = reference::evaluate(&self.graph, &[Tensor::tokens(&all)], w)
+                    .map_err(|e| e.to_string())?;
+                last_row(&out, all.len(), vocab)?
+            }
+            Backend::Host(engine) => {
+                let syms = Syms::decode(tokens.len(), self.history.len());
+                let out = engine.step(&[Tensor::tokens(tokens)], syms)?;
+                last_row(&out, tokens.len(), vocab)?
+            }
+        };
+        self.history.extend_from_slice(tokens);
+        Ok(logits)
+    }
+
+    /// Logits for every position of `tokens` from an empty context (row-major
+    /// `[len, vocab]`); leaves the session reset.
+    pub fn logits(&mut self, tokens: &[u32]) -> Result<Vec<f64>, String> {
+        self.reset();
+        self.check_tokens(tokens)?;
+        let out = match &mut self.backend {
+            Backend::Reference(w) => reference::evaluate(&self.graph, &[Tensor::tokens(tokens)], w)
+                .map_err(|e| e.to_string())?,
+            Backend::Host(engine) => {
+                let out = engine.step(&[Tensor::tokens(tokens)], Syms::tokens(tokens.len()));
+                engine.executor_mut().reset_state();
+                out?
+            }
+        };
+        out.into_iter()
+            .next()
+            .and_then(|t| t.floats().map(<[f64]>::to_vec))
+            .ok_or_else(|| "the graph produced no float logits".to_string())
+    }
+
+    /// Generates `n` tokens after `prompt` (from an empty context), calling `on_token` as
+    /// each appears.
+    pub fn generate(
+        &mut self,
         prompt: &[u32],
         n: usize,
+        sampler: &mut Sampler,
         mut on_token: impl FnMut(u32),
     ) -> Result<Vec<u32>, String> {
         if prompt.len() + n > self.context {
@@ -117,38 +205,32 @@ impl InferenceSession {
                 self.context.saturating_sub(prompt.len())
             ));
         }
-        let mut tokens = prompt.to_vec();
+        self.reset();
         let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            let logits = self.logits(&tokens)?;
-            let last = &logits[(tokens.len() - 1) * self.vocab..tokens.len() * self.vocab];
-            let next = argmax(last);
-            tokens.push(next);
+        if n == 0 {
+            return Ok(out);
+        }
+        let mut logits = self.feed(prompt)?;
+        for i in 0..n {
+            let next = sampler.sample(&logits);
             out.push(next);
             on_token(next);
+            if i + 1 < n {
+                logits = self.feed(&[next])?;
+            }
         }
         Ok(out)
     }
 }
 
-/// Index of the largest value; the first one on ties; NaN never wins.
-pub fn argmax(v: &[f64]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] || v[best].is_nan() {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-#[cfg(test)]
-mod tests {
-    use super::argmax;
-
-    #[test]
-    fn argmax_prefers_first_and_skips_nan() {
-        assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
-        assert_eq!(argmax(&[f64::NAN, 0.5, 0.2]), 1);
-    }
+/// The last row of the first output (`[len, vocab]` logits).
+fn last_row(out: &[Tensor], len: usize, vocab: usize) -> Result<Vec<f32>, String> {
+    let v = out
+        .first()
+        .and_then(Tensor::floats)
+        .ok_or("the graph produced no float logits")?;
+    let row = v
+        .get((len - 1) * vocab..len * vocab)
+        .ok_or("the logits have fewer rows than tokens fed")?;
+    Ok(row.iter().map(|&x| x as f32).collect())
 }

@@ -37,13 +37,16 @@ impl ByteTokenizer {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
-    /// A printable form of one token: the character, or an escape for control bytes and
+    /// A printable form of one token: the character (newline and tab included), or an
+    /// escape for other control bytes and
     /// non-ASCII bytes (a lone byte of a UTF-8 sequence is not a character). A backslash is
     /// doubled so escapes stay unambiguous.
     pub fn display(&self, id: u32) -> String {
         match u8::try_from(id) {
             Ok(b'\\') => "\\\\".to_string(),
-            Ok(b) if b.is_ascii_graphic() || b == b' ' => (b as char).to_string(),
+            Ok(b) if b.is_ascii_graphic() || matches!(b, b' ' | b'\n' | b'\t') => {
+                (b as char).to_string()
+            }
             Ok(b) => format!("\\x{b:02x}"),
             Err(_) => format!("<{id}>"),
         }
@@ -63,7 +66,8 @@ mod tests {
         let small = ByteTokenizer::new(128);
         let err = small.encode("hé").unwrap_err();
         assert!(err.contains("offset 1"), "{err}");
-        assert_eq!(t.display(10), "\\x0a");
+        assert_eq!(t.display(10), "\n");
+        assert_eq!(t.display(13), "\\x0d");
         assert_eq!(t.display(300), "<300>");
         assert_eq!(t.display(u32::from(b'\\')), "\\\\");
     }

@@ -4,7 +4,7 @@ use bfly_compiler::passes::{check_stop, describe_pipeline, pipeline};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Emit {
     /// The spec's syntax tree (specs only).
     Ast,
@@ -21,6 +21,19 @@ pub enum Emit {
     /// --mode train), what is live there, weights apart, and for training what the forward
     /// pass keeps for backward.
     Memory,
+    /// The Kernel IR program lowering makes (needs --target): buffers, kernels with their
+    /// descriptors, and the shared loop-nest bodies.
+    Kernels,
+    /// The Cranelift IR of every compiled function (--target host).
+    Clif,
+    /// The machine code of every compiled function (--target host: Cranelift's listing).
+    Asm,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum TargetArg {
+    /// This machine, through the Cranelift JIT.
+    Host,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -50,6 +63,10 @@ pub struct InspectArgs {
     /// With --emit memory: also list the live activation bytes at every step of the schedule.
     #[arg(long)]
     pub per_step: bool,
+    /// Lower and compile for this target: `--emit kernels|clif|asm`, and `--emit memory`
+    /// shows the target's arena plan instead of the graph-level estimate.
+    #[arg(long, value_enum)]
+    pub target: Option<TargetArg>,
     /// Write to this file (atomically) instead of stdout.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -81,6 +98,17 @@ pub fn run(args: &InspectArgs) -> Result<(), String> {
         }
         None => loaded.graph,
     };
+    // Artifacts hold one program; its mode decides how it lowers.
+    let mode = match &loaded.artifact {
+        Some(a) if a.mode() == bfly_runtime::artifact::ArtifactMode::Train => Mode::Train,
+        Some(_) => Mode::Infer,
+        None => mode,
+    };
+    if let Some(target) = args.target
+        && let Some(text) = target_emit(&graph, mode, target, args.emit)?
+    {
+        return super::emit(&text, args.output.as_deref());
+    }
     let text = match args.emit {
         Emit::Ast => match &loaded.ast {
             Some(ast) => bfly_grammar::dump_spec_ast(ast),
@@ -99,6 +127,12 @@ pub fn run(args: &InspectArgs) -> Result<(), String> {
             analyze_memory(&graph, &bound_bindings(&graph))
                 .map(|r| render_memory(&r, args.per_step))
                 .map_err(|e| format!("error: {e}"))?
+        }
+        Emit::Kernels | Emit::Clif | Emit::Asm => {
+            return Err(
+                "error: --emit kernels, clif and asm show what a target compiles\n  hint: add --target host"
+                    .into(),
+            );
         }
         Emit::QuantReport => quant_report(
             loaded.spec.as_ref(),
@@ -134,4 +168,60 @@ fn quant_report(
     bfly_compiler::quant_report::quant_report(spec, file, true)
         .map(|r| r.render())
         .map_err(|e| format!("error: {e}"))
+}
+
+/// `--target`: lower the graph to the Kernel IR and, for code, JIT-compile it. `None` for
+/// emits that do not depend on a target.
+fn target_emit(
+    graph: &bfly_ir::Graph,
+    mode: Mode,
+    target: TargetArg,
+    emit: Emit,
+) -> Result<Option<String>, String> {
+    use bfly_targets::lower::{LowerMode, lower_graph};
+    if !matches!(emit, Emit::Kernels | Emit::Clif | Emit::Asm | Emit::Memory) {
+        return Ok(None);
+    }
+    let lower_mode = match mode {
+        Mode::Train => LowerMode::Training,
+        Mode::Infer => LowerMode::Inference {
+            context: graph.bound("T").ok_or_else(|| {
+                format!(
+                    "error: graph @{} has no bound on T (`where T <= N`)",
+                    graph.name
+                )
+            })?,
+        },
+    };
+    let program = lower_graph(graph, lower_mode)
+        .map_err(|e| format!("error: lowering @{} failed: {e}", graph.name))?;
+    let text = match emit {
+        Emit::Kernels => program.print(),
+        Emit::Memory => bfly_targets::plan::plan_memory(&program)
+            .map(|p| p.render(&program))
+            .map_err(|e| format!("error: {e}"))?,
+        Emit::Clif | Emit::Asm => {
+            let TargetArg::Host = target;
+            let jit = bfly_targets::cranelift::HostProgram::compile(&program)
+                .map_err(|e| format!("error: JIT compilation failed: {e}"))?;
+            let mut text = format!(
+                "; {} functions, {} bytes of code, compiled in {:.1?}\n",
+                jit.num_functions(),
+                jit.code_bytes(),
+                jit.compile_time()
+            );
+            for note in jit.notes() {
+                text.push_str(&format!("; note: {note}\n"));
+            }
+            text.push('\n');
+            text.push_str(&if emit == Emit::Clif {
+                jit.clif_text()
+            } else {
+                jit.asm_text()
+            });
+            text
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(text))
 }

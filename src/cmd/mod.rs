@@ -1,6 +1,9 @@
+pub mod bench;
 pub mod compile;
+pub mod demo;
 pub mod inspect;
 pub mod run;
+pub mod train;
 
 /// Writes `text` to `path` atomically (temp file in the same folder, fsync, rename), or to
 /// stdout when no path is given.

@@ -175,7 +175,9 @@ fn site_problem(m: &ModelConfig, s: &Site) -> Option<Problem> {
         return Some(Problem::PerHead);
     }
     match s.kind.op {
-        LinearOp::Monarch { blocks } if !(inf / g).is_multiple_of(blocks) || !(outf / g).is_multiple_of(blocks) => {
+        LinearOp::Monarch { blocks }
+            if !(inf / g).is_multiple_of(blocks) || !(outf / g).is_multiple_of(blocks) =>
+        {
             Some(Problem::MonarchBlocks(blocks))
         }
         _ => None,

@@ -403,10 +403,23 @@ pub enum Stmt {
         body: Vec<Stmt>,
     },
     /// Defines `local` (its type is the value's); later `Assign`s keep that type.
-    Let { local: Local, value: Expr },
-    Assign { local: Local, value: Expr },
-    Store { arg: u32, index: Expr, value: Expr },
-    If { cond: Expr, then: Vec<Stmt> },
+    Let {
+        local: Local,
+        value: Expr,
+    },
+    Assign {
+        local: Local,
+        value: Expr,
+    },
+    Store {
+        arg: u32,
+        index: Expr,
+        value: Expr,
+    },
+    If {
+        cond: Expr,
+        then: Vec<Stmt>,
+    },
 }
 
 /// How a body uses one of its params.

@@ -10,7 +10,7 @@ pub use body::{
     Stmt, UnOp,
 };
 pub use program::{
-    AttentionDesc, Buffer, BufferId, BufferKind, BodyId, ButterflyDesc, GemmDesc, Kernel,
+    AttentionDesc, BodyId, Buffer, BufferId, BufferKind, ButterflyDesc, GemmDesc, Kernel,
     KernelKind, KernelProgram, Phase,
 };
 pub use verify::{verify_body, verify_program};

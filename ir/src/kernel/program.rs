@@ -140,23 +140,44 @@ pub enum KernelKind {
     },
     Attention(AttentionDesc),
     /// Copies the step's keys/values into the KV cache at `pos`.
-    KvAppend { kv_dim: u64 },
+    KvAppend {
+        kv_dim: u64,
+    },
     /// A reduction along rows: `rmsnorm`, `layernorm`, `softmax`, `cross_entropy`,
     /// `quantize`.
-    RowOp { op: String, cols: u64 },
+    RowOp {
+        op: String,
+        cols: u64,
+    },
     /// Elementwise ops fused into one pass; `expr` names them (`silu(x0) * x1`).
-    Map { expr: String },
-    Embed { vocab: u64, dim: u64 },
-    Rope { heads: u64, head_dim: u64 },
+    Map {
+        expr: String,
+    },
+    Embed {
+        vocab: u64,
+        dim: u64,
+    },
+    Rope {
+        heads: u64,
+        head_dim: u64,
+    },
     /// A twiddle producer (`dib`, `givens`, `hadamard`, `ternary`).
-    Twiddles { producer: String },
+    Twiddles {
+        producer: String,
+    },
     /// Data movement: `reshape`, `transpose`, `concat`, `split`, `cast`, `pack`, `fill`.
-    Layout { op: String },
+    Layout {
+        op: String,
+    },
     /// The backward of a forward kind.
     Backward(Box<KernelKind>),
-    Optimizer { rule: String },
+    Optimizer {
+        rule: String,
+    },
     /// Anything else, by its graph op name (e.g. `lora`, `dequantize`).
-    Other { op: String },
+    Other {
+        op: String,
+    },
 }
 
 impl fmt::Display for KernelKind {

@@ -33,6 +33,7 @@ pub fn verify_program(program: &KernelProgram) -> Result<(), Vec<String>> {
     check_bodies(program, &mut errors);
     check_kernels(program, &mut errors);
     check_lifetimes(program, &mut errors);
+    check_param_updates(program, &mut errors);
     if errors.is_empty() {
         Ok(())
     } else {
@@ -724,6 +725,41 @@ fn check_lifetimes(program: &KernelProgram, errors: &mut Vec<String>) {
     }
 }
 
+/// Optimizer kernels update params in place after every other kernel reads them: the step's
+/// forward and backward must see the old values. (Optimizer kernels may read what earlier
+/// optimizer kernels wrote, e.g. an Adam moment.)
+fn check_param_updates(program: &KernelProgram, errors: &mut Vec<String>) {
+    let mut updated: BTreeMap<u32, usize> = BTreeMap::new();
+    for (ki, k) in program.kernels.iter().enumerate() {
+        let Some(body) = program.bodies.get(k.body.0 as usize) else {
+            continue;
+        };
+        let optimizer = matches!(k.kind, KernelKind::Optimizer { .. });
+        for (p, &id) in body.params.iter().zip(&k.args) {
+            let is_param = program
+                .buffers
+                .get(id.0 as usize)
+                .is_some_and(|b| matches!(b.kind, BufferKind::Param { .. }));
+            if !is_param {
+                continue;
+            }
+            if let Some(&by) = updated.get(&id.0)
+                && !optimizer
+            {
+                errors.push(format!(
+                    "{}: param `{}` reads {id} after {} updated it in place",
+                    kernel_label(program, ki),
+                    p.name,
+                    kernel_label(program, by)
+                ));
+            }
+            if optimizer && p.access != Access::Read {
+                updated.entry(id.0).or_insert(ki);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1026,6 +1062,18 @@ mod tests {
         let mut p = program();
         p.kernels[1].args[1] = BufferId(0);
         assert!(program_errors(&p).contains("an input is written only by the caller"));
+
+        // An optimizer update, then a read of the updated param.
+        let mut p = program();
+        p.kernels[0].args = vec![BufferId(0), BufferId(3)];
+        p.kernels[0].kind = KernelKind::Optimizer { rule: "sgd".into() };
+        p.kernels
+            .push(kernel("k2", map("exp"), 0, &[3, 1], Phase::Step));
+        let e = program_errors(&p);
+        assert!(
+            e.contains("kernel #2 `k2`: param `x` reads b3 after kernel #0 `k0` updated it"),
+            "{e}"
+        );
 
         let mut p = program();
         p.kernels[1].args[1] = BufferId(9);

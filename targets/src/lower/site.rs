@@ -38,7 +38,9 @@ pub enum ArgRef {
     Operand(usize),
     Result(usize),
     /// Kernel-private scratch number `i` of [`OpLowering::scratch`] (arena, dead after the
-    /// kernel).
+    /// kernel). One buffer per lowering: kernels of the same lowering that name the same
+    /// scratch share it (a packing kernel hands its result to the kernel after it), and it
+    /// is dead after the last of them.
     Scratch(usize),
     /// Persistent storage owned by the program, named `{site name}.{role}` (e.g. the KV
     /// cache `%31.k_cache`). Survives across steps.

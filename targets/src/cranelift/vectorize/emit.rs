@@ -1,0 +1,395 @@
+//! 4-lane code for a vectorizable `vector for`: the unrolled main loop with vector
+//! accumulators, the single-vector loop, the horizontal reductions and the scalar tail.
+
+use super::analyze::reduction_of;
+use super::{Plan, Shape};
+use crate::cranelift::f16;
+use crate::cranelift::lower::{LResult, Lower, data_flags, float_cc};
+use crate::cranelift::math::{self, Helper, Lanes};
+use bfly_ir::DType;
+use bfly_ir::kernel::{BinOp, Expr, LoopVar, Stmt, UnOp};
+use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Type, Value, types};
+use cranelift_frontend::Variable;
+
+/// A value during vector emission.
+enum VV {
+    /// A scalar: uniform f32/int, or lane 0 of an affine int.
+    Uni(Value),
+    Vec(Value),
+    Mask(Value),
+    Lanes(Value),
+}
+
+fn bug(e: impl std::fmt::Display) -> String {
+    format!("vectorizer: unexpected shape ({e})")
+}
+
+fn vector_flags() -> MemFlagsData {
+    // Not `aligned`: vectors start at any element, and an aligned flag would let the
+    // backend fold the load into an instruction that faults on unaligned addresses.
+    MemFlagsData::new().with_notrap()
+}
+
+fn identity(op: BinOp) -> f32 {
+    match op {
+        BinOp::Max => f32::NEG_INFINITY,
+        BinOp::Min => f32::INFINITY,
+        _ => -0.0,
+    }
+}
+
+fn reduce_op(lw: &mut Lower, op: BinOp, a: Value, b: Value) -> Value {
+    match op {
+        BinOp::Max => lw.b.ins().fmax(a, b),
+        BinOp::Min => lw.b.ins().fmin(a, b),
+        _ => lw.b.ins().fadd(a, b),
+    }
+}
+
+pub(super) fn emit(
+    lw: &mut Lower,
+    plan: &Plan,
+    start: Value,
+    end: Value,
+    trips: Option<i64>,
+    body: &[Stmt],
+) -> LResult<()> {
+    let unroll: i64 = match (plan.reductions.is_empty(), trips) {
+        (true, _) => 1,
+        (false, Some(t)) if t < 8 => 1,
+        (false, Some(t)) if t < 16 => 2,
+        (false, _) => 4,
+    };
+    // Vector-mode variables for the loop's own locals and the loop var (lane 0).
+    let mut saved = Vec::new();
+    for (&l, &sh) in &plan.inner {
+        saved.push((l, lw.local(l)));
+        let ty = match sh {
+            Shape::VecF => types::F32X4,
+            Shape::UniF => types::F32,
+            _ => types::I64,
+        };
+        let v = lw.b.declare_var(ty);
+        lw.set_local(l, Some((v, ty)));
+    }
+    let lane0 = lw.b.declare_var(types::I64);
+    let saved_var = lw.vars.get(plan.var.0 as usize).copied().flatten();
+    set_var(lw, plan.var, Some(lane0));
+    let mut partials: Vec<Vec<Variable>> = Vec::new();
+    for r in &plan.reductions {
+        let id = lw.b.ins().f32const(identity(r.op));
+        let id = lw.b.ins().splat(types::F32X4, id);
+        let vars = (0..unroll)
+            .map(|_| {
+                let v = lw.b.declare_var(types::F32X4);
+                lw.b.def_var(v, id);
+                v
+            })
+            .collect();
+        partials.push(vars);
+    }
+
+    let iv = lw.b.declare_var(types::I64);
+    lw.b.def_var(iv, start);
+    let n = lw.b.ins().isub(end, start);
+    let step = 4 * unroll;
+    let main_n = lw.b.ins().band_imm_s(n, -step);
+    let main_end = lw.b.ins().iadd(start, main_n);
+    let main_trips = trips.map(|t| t / step);
+    lw.counted_loop(iv, main_end, step, main_trips, &mut |lw, v| {
+        for k in 0..unroll {
+            let lane = lw.b.ins().iadd_imm_s(v, 4 * k);
+            lw.b.def_var(lane0, lane);
+            emit_body(lw, plan, body, &partials, k as usize)?;
+        }
+        Ok(())
+    })?;
+    if unroll > 1 {
+        let vec_n = lw.b.ins().band_imm_s(n, -4);
+        let vec_end = lw.b.ins().iadd(start, vec_n);
+        let vec_trips = trips.map(|t| (t % step) / 4);
+        lw.counted_loop(iv, vec_end, 4, vec_trips, &mut |lw, v| {
+            lw.b.def_var(lane0, v);
+            emit_body(lw, plan, body, &partials, 0)
+        })?;
+    }
+    for (r, parts) in plan.reductions.iter().zip(&partials) {
+        // Pairwise: (p0 op p1) op (p2 op p3).
+        let mut vals: Vec<Value> = parts.iter().map(|&p| lw.b.use_var(p)).collect();
+        while vals.len() > 1 {
+            let mut next = Vec::with_capacity(vals.len().div_ceil(2));
+            let mut it = vals.into_iter();
+            while let Some(a) = it.next() {
+                next.push(match it.next() {
+                    Some(b) => reduce_op(lw, r.op, a, b),
+                    None => a,
+                });
+            }
+            vals = next;
+        }
+        let v = *vals.first().ok_or_else(|| bug("no accumulators"))?;
+        let lanes: Vec<Value> = (0..4u8).map(|i| lw.b.ins().extractlane(v, i)).collect();
+        let lo = reduce_op(lw, r.op, lanes[0], lanes[1]);
+        let hi = reduce_op(lw, r.op, lanes[2], lanes[3]);
+        let total = reduce_op(lw, r.op, lo, hi);
+        let (acc, _) = lw.local(r.local).ok_or_else(|| bug("accumulator"))?;
+        let cur = lw.b.use_var(acc);
+        let new = reduce_op(lw, r.op, cur, total);
+        lw.b.def_var(acc, new);
+    }
+    // Back to scalar variables for the tail.
+    for (l, slot) in saved {
+        lw.set_local(l, slot);
+    }
+    set_var(lw, plan.var, saved_var);
+    let scalar_var = lw.var_variable(plan.var);
+    let at = lw.b.use_var(iv);
+    lw.b.def_var(scalar_var, at);
+    let tail_trips = trips.map(|t| t % 4);
+    lw.counted_loop(scalar_var, end, 1, tail_trips, &mut |lw, _| lw.stmts(body))
+}
+
+fn set_var(lw: &mut Lower, v: LoopVar, var: Option<Variable>) {
+    let i = v.0 as usize;
+    if lw.vars.len() <= i {
+        lw.vars.resize(i + 1, None);
+    }
+    lw.vars[i] = var;
+}
+
+/// One vector iteration (copy `k` of the unrolled body) at the lane-0 index in the loop
+/// var's variable.
+fn emit_body(
+    lw: &mut Lower,
+    plan: &Plan,
+    body: &[Stmt],
+    partials: &[Vec<Variable>],
+    k: usize,
+) -> LResult<()> {
+    for s in body {
+        match s {
+            Stmt::Let { local, value } | Stmt::Assign { local, value }
+                if plan.inner.contains_key(local) =>
+            {
+                let (var, ty) = lw.local(*local).ok_or_else(|| bug(local))?;
+                let v = match vexpr(lw, plan, value)? {
+                    VV::Uni(v) if ty == types::F32X4 => lw.b.ins().splat(types::F32X4, v),
+                    VV::Uni(v) | VV::Vec(v) => v,
+                    _ => return Err(bug("local value")),
+                };
+                lw.b.def_var(var, v);
+            }
+            Stmt::Assign { local, value } => {
+                let i = plan
+                    .reductions
+                    .iter()
+                    .position(|r| r.local == *local)
+                    .ok_or_else(|| bug(local))?;
+                let (op, e) = reduction_of(*local, value).ok_or_else(|| bug("reduction"))?;
+                let x = vec_of(lw, plan, e)?;
+                let p = partials[i][k];
+                let cur = lw.b.use_var(p);
+                let new = reduce_op(lw, op, cur, x);
+                lw.b.def_var(p, new);
+            }
+            Stmt::Store { arg, index, value } => {
+                let idx = lw.int_expr(index)?;
+                let v = vec_of(lw, plan, value)?;
+                store(lw, *arg, idx, v)?;
+            }
+            Stmt::For { .. } | Stmt::If { .. } | Stmt::Let { .. } => {
+                return Err(bug("statement"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An f32 value as a vector (splatting a uniform one).
+fn vec_of(lw: &mut Lower, plan: &Plan, e: &Expr) -> LResult<Value> {
+    match vexpr(lw, plan, e)? {
+        VV::Vec(v) => Ok(v),
+        VV::Uni(v) if lw.ty(v) == types::F32 => Ok(lw.b.ins().splat(types::F32X4, v)),
+        _ => Err(bug("f32 operand")),
+    }
+}
+
+fn vexpr(lw: &mut Lower, plan: &Plan, e: &Expr) -> LResult<VV> {
+    if matches!(plan.shape(e).map_err(bug)?, Shape::UniF | Shape::Affine(_)) {
+        return Ok(VV::Uni(lw.expr(e)?));
+    }
+    Ok(match e {
+        Expr::Local(l) => {
+            let (var, _) = lw.local(*l).ok_or_else(|| bug(l))?;
+            VV::Vec(lw.b.use_var(var))
+        }
+        Expr::Load { arg, index } => {
+            let Shape::Affine(c) = plan.shape(index).map_err(bug)? else {
+                return Err(bug("index"));
+            };
+            let idx = lw.int_expr(index)?;
+            load(lw, *arg, idx, c)?
+        }
+        Expr::Bin(op, a, b) => {
+            let x = vec_of(lw, plan, a)?;
+            let y = vec_of(lw, plan, b)?;
+            let ins = lw.b.ins();
+            match op {
+                BinOp::Add => VV::Vec(ins.fadd(x, y)),
+                BinOp::Sub => VV::Vec(ins.fsub(x, y)),
+                BinOp::Mul => VV::Vec(ins.fmul(x, y)),
+                BinOp::Div => VV::Vec(ins.fdiv(x, y)),
+                BinOp::Min => VV::Vec(ins.fmin(x, y)),
+                BinOp::Max => VV::Vec(ins.fmax(x, y)),
+                BinOp::Lt | BinOp::Le | BinOp::Eq => VV::Mask(ins.fcmp(float_cc(*op), x, y)),
+                BinOp::Rem => return Err(bug("%")),
+            }
+        }
+        Expr::Un(UnOp::ToF32, a) => VV::Vec(to_f32(lw, plan, a)?),
+        Expr::Un(op, a) => {
+            let x = vec_of(lw, plan, a)?;
+            VV::Vec(match op {
+                UnOp::Neg => lw.b.ins().fneg(x),
+                UnOp::Abs => lw.b.ins().fabs(x),
+                UnOp::Sqrt => lw.b.ins().sqrt(x),
+                UnOp::Round => lw.b.ins().nearest(x),
+                UnOp::Exp => math::exp(&mut lw.b, Lanes::Four, x),
+                UnOp::Tanh => math::tanh(&mut lw.b, Lanes::Four, x),
+                UnOp::Log | UnOp::Sin | UnOp::Cos => {
+                    let h = Helper::of(*op).ok_or_else(|| bug("helper"))?;
+                    per_lane_call(lw, h, x)
+                }
+                UnOp::ToF32 | UnOp::ToInt => return Err(bug("conversion")),
+            })
+        }
+        Expr::Select { cond, then, els } => {
+            let t = vec_of(lw, plan, then)?;
+            let f = vec_of(lw, plan, els)?;
+            match vexpr(lw, plan, cond)? {
+                VV::Uni(c) => VV::Vec(lw.b.ins().select(c, t, f)),
+                VV::Mask(m) => {
+                    let m = lw.b.ins().bitcast(types::F32X4, MemFlagsData::new(), m);
+                    VV::Vec(lw.b.ins().bitselect(m, t, f))
+                }
+                _ => return Err(bug("select condition")),
+            }
+        }
+        Expr::F32(_) | Expr::Int(_) | Expr::Var(_) | Expr::Sym(_) => return Err(bug("leaf")),
+    })
+}
+
+/// `f32()` of per-lane ints, a mask, or an affine int.
+fn to_f32(lw: &mut Lower, plan: &Plan, a: &Expr) -> LResult<Value> {
+    let c = match plan.shape(a).map_err(bug)? {
+        Shape::Affine(c) => c,
+        _ => 0,
+    };
+    Ok(match vexpr(lw, plan, a)? {
+        VV::Lanes(v) => lw.b.ins().fcvt_from_sint(types::F32X4, v),
+        VV::Mask(m) => {
+            let one = lw.b.ins().f32const(1.0);
+            let one = lw.b.ins().splat(types::F32X4, one);
+            let one = lw.b.ins().bitcast(types::I32X4, MemFlagsData::new(), one);
+            let r = lw.b.ins().band(m, one);
+            lw.b.ins().bitcast(types::F32X4, MemFlagsData::new(), r)
+        }
+        VV::Uni(base) => {
+            // Lane l holds base + c·l: convert each (exact for any i64, like the scalar code).
+            let f0 = lw.b.ins().fcvt_from_sint(types::F32, base);
+            let mut v = lw.b.ins().splat(types::F32X4, f0);
+            for l in 1..4u8 {
+                let x = lw.b.ins().iadd_imm_s(base, c.wrapping_mul(i64::from(l)));
+                let f = lw.b.ins().fcvt_from_sint(types::F32, x);
+                v = lw.b.ins().insertlane(v, f, l);
+            }
+            v
+        }
+        VV::Vec(_) => return Err(bug("f32() of f32")),
+    })
+}
+
+fn per_lane_call(lw: &mut Lower, h: Helper, x: Value) -> Value {
+    let mut r = x;
+    for l in 0..4u8 {
+        let xi = lw.b.ins().extractlane(x, l);
+        let yi = lw.call_helper(h, xi);
+        r = lw.b.ins().insertlane(r, yi, l);
+    }
+    r
+}
+
+/// Four scalar loads of `ty` at byte offsets `0, d, 2d, 3d` from `addr`, as one vector of
+/// `vty` (`load` turns each scalar into the lane type).
+fn gather(
+    lw: &mut Lower,
+    addr: Value,
+    d: i64,
+    vty: Type,
+    load: &dyn Fn(&mut Lower, Value, i32) -> Value,
+) -> Value {
+    let first = load(lw, addr, 0);
+    let mut v = lw.b.ins().splat(vty, first);
+    for l in 1..4u8 {
+        let off = d.wrapping_mul(i64::from(l));
+        let x = match i32::try_from(off) {
+            Ok(o) => load(lw, addr, o),
+            Err(_) => {
+                let a = lw.b.ins().iadd_imm_s(addr, off);
+                load(lw, a, 0)
+            }
+        };
+        v = lw.b.ins().insertlane(v, x, l);
+    }
+    v
+}
+
+/// Loads 4 elements at lane-0 index `idx` and stride `c` (≠ 0).
+fn load(lw: &mut Lower, arg: u32, idx: Value, c: i64) -> LResult<VV> {
+    let dtype = lw.param_dtype(arg)?;
+    let addr = lw.addr(arg, idx)?;
+    let d = c.wrapping_mul(dtype.size_bytes() as i64);
+    let (vf, sf) = (vector_flags(), data_flags());
+    Ok(match dtype {
+        DType::F32 if c == 1 => VV::Vec(lw.b.ins().load(types::F32X4, vf, addr, 0)),
+        DType::F32 => VV::Vec(gather(lw, addr, d, types::F32X4, &|lw, a, o| {
+            lw.b.ins().load(types::F32, sf, a, o)
+        })),
+        DType::F16 => {
+            let bits = if c == 1 {
+                lw.b.ins().uload16x4(vf, addr, 0)
+            } else {
+                gather(lw, addr, d, types::I32X4, &|lw, a, o| {
+                    lw.b.ins().uload16(types::I32, sf, a, o)
+                })
+            };
+            VV::Vec(f16::to_f32(&mut lw.b, Lanes::Four, bits))
+        }
+        DType::I32 if c == 1 => VV::Lanes(lw.b.ins().load(types::I32X4, vf, addr, 0)),
+        DType::I32 => VV::Lanes(gather(lw, addr, d, types::I32X4, &|lw, a, o| {
+            lw.b.ins().load(types::I32, sf, a, o)
+        })),
+        DType::I8 => VV::Lanes(gather(lw, addr, d, types::I32X4, &|lw, a, o| {
+            lw.b.ins().sload8(types::I32, sf, a, o)
+        })),
+    })
+}
+
+/// Stores 4 f32 lanes at consecutive elements from lane-0 index `idx`.
+fn store(lw: &mut Lower, arg: u32, idx: Value, v: Value) -> LResult<()> {
+    let dtype = lw.param_dtype(arg)?;
+    let addr = lw.addr(arg, idx)?;
+    match dtype {
+        DType::F32 => {
+            lw.b.ins().store(vector_flags(), v, addr, 0);
+        }
+        DType::F16 => {
+            let bits = f16::from_f32(&mut lw.b, Lanes::Four, v);
+            for l in 0..4u8 {
+                let h = lw.b.ins().extractlane(bits, l);
+                lw.b.ins().istore16(data_flags(), h, addr, 2 * i32::from(l));
+            }
+        }
+        DType::I8 | DType::I32 => return Err(bug("int store")),
+    }
+    Ok(())
+}

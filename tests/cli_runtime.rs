@@ -1,0 +1,312 @@
+//! End to end through the CLI: compile → artifact → run; train → checkpoint → resume
+//! (bit-exact); LoRA-only training → adapter file → run with `--lora`; bad data and bad
+//! artifacts fail with their own messages.
+
+mod common;
+
+use common::{bfly, fails, ok, stderr, stdout};
+use std::path::{Path, PathBuf};
+
+fn scratch(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-runtime-{test}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A small training text: repetitive enough that a few steps visibly lower the loss.
+fn corpus(dir: &Path) -> PathBuf {
+    let path = dir.join("data.txt");
+    let text = "the butterfly folds the weights; the compiler emits the kernels.\n".repeat(60);
+    std::fs::write(&path, text).expect("write corpus");
+    path
+}
+
+#[test]
+fn compiled_artifact_runs_like_its_spec() {
+    let dir = scratch("compile-run");
+    let model = dir.join("m.bfa");
+    let o = bfly(&[
+        "compile",
+        "golden/specs/tiny-dense.bfly",
+        "--seed",
+        "3",
+        "-o",
+        s(&model),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = |m: &str| {
+        ok(&[
+            "run",
+            m,
+            "--prompt",
+            "Hi",
+            "-n",
+            "5",
+            "--seed",
+            "3",
+            "--backend",
+            "host",
+        ])
+    };
+    assert_eq!(run(s(&model)), run("golden/specs/tiny-dense.bfly"));
+    // The artifact is inspectable like a spec.
+    let kernels = ok(&[
+        "inspect",
+        s(&model),
+        "--emit",
+        "kernels",
+        "--target",
+        "host",
+    ]);
+    assert!(kernels.contains("gemm"), "{kernels}");
+}
+
+#[test]
+fn sampling_options_are_validated_and_context_is_enforced() {
+    let e = fails(&[
+        "run",
+        "golden/specs/tiny-dense.bfly",
+        "--prompt",
+        "x",
+        "--top-p",
+        "1.5",
+    ]);
+    assert!(e.contains("top-p"), "{e}");
+    let e = fails(&[
+        "run",
+        "golden/specs/tiny-dense.bfly",
+        "--prompt",
+        "x",
+        "-n",
+        "1000",
+    ]);
+    assert!(e.contains("context"), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+    // Temperature sampling is deterministic for a seed.
+    let args = [
+        "run",
+        "golden/specs/tiny-dense.bfly",
+        "--prompt",
+        "ab",
+        "-n",
+        "8",
+        "--temperature",
+        "1.0",
+        "--top-k",
+        "20",
+        "--seed",
+        "9",
+    ];
+    assert_eq!(ok(&args), ok(&args));
+}
+
+fn checkpoint_tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).expect("read checkpoint");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("checkpoint parses");
+    let mut out: Vec<(String, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.data().to_vec()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn training_resumes_bit_exactly_and_writes_its_outputs() {
+    let dir = scratch("resume");
+    let data = corpus(&dir);
+    let train = |out: &Path, steps: &str, resume: Option<&Path>| {
+        let mut args = vec![
+            "train",
+            "golden/specs/tiny-dense.bfly",
+            "--data",
+            s(&data),
+            "--steps",
+            steps,
+            "--val-every",
+            "2",
+            "--val-batches",
+            "1",
+            "-o",
+            s(out),
+        ];
+        if let Some(r) = resume {
+            args.extend(["--resume", s(r)]);
+        }
+        let o = bfly(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stderr(&o)
+    };
+    let straight = dir.join("straight");
+    let log = train(&straight, "6", None);
+    assert!(log.contains("step 6"), "{log}");
+    for f in ["checkpoint.safetensors", "loss.svg", "model.bfa"] {
+        assert!(straight.join(f).exists(), "{f} missing");
+    }
+    let svg = std::fs::read_to_string(straight.join("loss.svg")).expect("plot");
+    assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
+
+    let first = dir.join("first");
+    train(&first, "3", None);
+    let resumed = dir.join("resumed");
+    std::fs::create_dir_all(&resumed).expect("dir");
+    let log = train(&resumed, "6", Some(&first.join("checkpoint.safetensors")));
+    assert!(log.contains("resumed from"), "{log}");
+    // Same data order, same RNG, same params and moments: identical bytes.
+    assert_eq!(
+        checkpoint_tensors(&straight.join("checkpoint.safetensors")),
+        checkpoint_tensors(&resumed.join("checkpoint.safetensors"))
+    );
+    // The trained model runs.
+    let out = ok(&[
+        "run",
+        s(&straight.join("model.bfa")),
+        "--prompt",
+        "the ",
+        "-n",
+        "4",
+    ]);
+    assert!(out.starts_with("the "), "{out}");
+    // A checkpoint of another model is refused with a reason.
+    let e = fails(&[
+        "train",
+        "golden/specs/tiny-dib.bfly",
+        "--data",
+        s(&data),
+        "--steps",
+        "1",
+        "-o",
+        s(&dir.join("other")),
+        "--resume",
+        s(&first.join("checkpoint.safetensors")),
+    ]);
+    assert!(
+        e.contains("another model") || e.contains("fingerprint"),
+        "{e}"
+    );
+}
+
+#[test]
+fn lora_training_writes_an_adapter_that_run_applies() {
+    let dir = scratch("lora");
+    let data = corpus(&dir);
+    let out = dir.join("out");
+    let o = bfly(&[
+        "train",
+        "golden/specs/tiny-lora-dense.bfly",
+        "--data",
+        s(&data),
+        "--steps",
+        "4",
+        "--val-every",
+        "4",
+        "-o",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let adapter = out.join("adapter.safetensors");
+    assert!(adapter.exists(), "{}", stderr(&o));
+    let base = dir.join("base.bfa");
+    ok(&[
+        "compile",
+        "golden/specs/tiny-lora-dense.bfly",
+        "-o",
+        s(&base),
+    ]);
+    let plain = ok(&["run", s(&base), "--prompt", "the ", "-n", "6"]);
+    let with = bfly(&[
+        "run",
+        s(&base),
+        "--prompt",
+        "the ",
+        "-n",
+        "6",
+        "--lora",
+        s(&adapter),
+    ]);
+    assert!(with.status.success(), "{}", stderr(&with));
+    assert!(
+        stderr(&with).contains("adapter tensors"),
+        "{}",
+        stderr(&with)
+    );
+    // The trained adapters (B starts at zero) change what the model says.
+    assert_ne!(plain, stdout(&with));
+    // A file that is not an adapter is refused.
+    let e = fails(&[
+        "run",
+        s(&base),
+        "--prompt",
+        "x",
+        "--lora",
+        s(&out.join("checkpoint.safetensors")),
+    ]);
+    assert!(e.contains("not a LoRA adapter"), "{e}");
+}
+
+#[test]
+fn bad_training_data_is_reported() {
+    let dir = scratch("bad-data");
+    let train = |data: &Path| {
+        fails(&[
+            "train",
+            "golden/specs/tiny-dense.bfly",
+            "--data",
+            s(data),
+            "--steps",
+            "1",
+            "-o",
+            s(&dir.join("out")),
+        ])
+    };
+    let mut errors = Vec::new();
+    let e = train(&dir.join("missing.txt"));
+    assert!(e.contains("missing.txt"), "{e}");
+    errors.push(e);
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "").expect("write");
+    let e = train(&empty);
+    assert!(e.contains("empty"), "{e}");
+    errors.push(e);
+    let binary = dir.join("binary.bin");
+    std::fs::write(&binary, [0u8, 1, 2, 255, 0, 7].repeat(100)).expect("write");
+    let e = train(&binary);
+    assert!(
+        e.contains("binary") || e.contains("NUL") || e.contains("UTF-8"),
+        "{e}"
+    );
+    errors.push(e);
+    let short = dir.join("short.txt");
+    std::fs::write(&short, "tiny").expect("write");
+    let e = train(&short);
+    assert!(e.contains("short") || e.contains("at least"), "{e}");
+    errors.push(e);
+    for e in &errors {
+        assert!(!e.contains("panicked"), "{e}");
+    }
+}
+
+#[test]
+fn corrupt_artifacts_fail_with_their_own_error() {
+    let dir = scratch("corrupt");
+    let model = dir.join("m.bfa");
+    ok(&["compile", "golden/specs/tiny-dense.bfly", "-o", s(&model)]);
+    let bytes = std::fs::read(&model).expect("read");
+    let truncated = dir.join("truncated.bfa");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let e = fails(&["run", s(&truncated), "--prompt", "x"]);
+    assert!(e.contains("truncated"), "{e}");
+    let flipped = dir.join("flipped.bfa");
+    let mut b = bytes.clone();
+    let last = b.len() - 3;
+    b[last] ^= 0x40;
+    std::fs::write(&flipped, &b).expect("write");
+    let e = fails(&["run", s(&flipped), "--prompt", "x"]);
+    assert!(e.contains("checksum"), "{e}");
+}
