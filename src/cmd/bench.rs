@@ -12,8 +12,19 @@ use std::time::Instant;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Artifact (*.bfa) or model spec (*.bfly).
-    pub model: PathBuf,
+    /// Artifact (*.bfa) or model spec (*.bfly). Not needed with --layer.
+    #[arg(required_unless_present = "layer")]
+    pub model: Option<PathBuf>,
+    /// Benchmark one layer instead of a model: `butterfly`, `dense` (the JIT's matmul) or
+    /// `both` (side by side, with the ratio).
+    #[arg(long, value_name = "KIND")]
+    pub layer: Option<String>,
+    /// With --layer: width n (a power of two, 2..=8192).
+    #[arg(long, default_value_t = 2048)]
+    pub n: usize,
+    /// With --layer: tokens per call.
+    #[arg(long, default_value_t = 64)]
+    pub tokens: usize,
     /// Prompt tokens per prefill.
     #[arg(long, default_value_t = 32)]
     pub prompt_len: usize,
@@ -75,10 +86,19 @@ fn memory_line(engine: &Engine) -> String {
 }
 
 pub fn run(args: &BenchArgs) -> Result<(), String> {
-    if args.train {
-        return bench_train(args);
+    if let Some(kind) = &args.layer {
+        let table = super::bench_layer::run_layer(kind, args.n, args.tokens, args.threads)
+            .map_err(|e| format!("error: {e}"))?;
+        print!("{table}");
+        return Ok(());
     }
-    let loaded = load(&args.model)?;
+    let Some(model) = &args.model else {
+        return Err("error: give a model (or --layer KIND)".into());
+    };
+    if args.train {
+        return bench_train(model, args);
+    }
+    let loaded = load(model)?;
     let seed = loaded.spec_seed.unwrap_or(0);
     let (graph, weights) = super::run::inference_model(loaded, seed)?;
     let mut session = InferenceSession::new(graph, weights, BackendChoice::Auto, args.threads)
@@ -143,8 +163,8 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn bench_train(args: &BenchArgs) -> Result<(), String> {
-    let loaded = load(&args.model)?;
+fn bench_train(model: &std::path::Path, args: &BenchArgs) -> Result<(), String> {
+    let loaded = load(model)?;
     let Some(spec) = &loaded.spec else {
         return Err("error: --train benchmarks a model spec (*.bfly)".into());
     };

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod bench_layer;
 pub mod compile;
 pub mod demo;
 pub mod inspect;
