@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bfly_ir::Graph;
 use bfly_ir::kernel::KernelProgram;
-use bfly_targets::cranelift::HostProgram;
+use bfly_targets::cranelift::{HostProgram, JitOptions};
 use bfly_targets::exec::{Executor, Syms};
 use bfly_targets::lower::{LowerMode, lower_graph};
 use bfly_targets::reference::{Tensor, Weights};
@@ -80,7 +80,8 @@ impl Engine {
             .map_err(|e| format!("lowering @{} failed: {e}", graph.name))?;
         let lower_time = t0.elapsed();
         let t1 = Instant::now();
-        let jit = HostProgram::compile(&program)
+        // A session never shows CLIF or assembly (`bfly inspect` does): skip keeping them.
+        let jit = HostProgram::compile_with(&program, JitOptions::code_only())
             .map_err(|e| format!("JIT compilation of @{} failed: {e}", graph.name))?;
         let jit_time = t1.elapsed();
         let report = LoadReport {

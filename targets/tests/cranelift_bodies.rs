@@ -348,6 +348,125 @@ fn selects_with_uniform_and_per_lane_conditions() {
     }
 }
 
+/// Per-lane int comparisons of the vector var against runtime values (a one-hot, causal
+/// masks, far-away values that need the 32-bit clamp), with strides of either sign.
+#[test]
+fn per_lane_int_comparisons() {
+    let mut b = BodyBuilder::new();
+    let k = b.param("k", DType::I32, Access::Read);
+    let o = b.param("o", DType::F32, Access::Write);
+    let far = 1i64 << 40;
+    type Cmp = fn(Expr, Expr) -> Expr;
+    let cases: Vec<(i64, Cmp, i64)> = vec![
+        (1, |a, b| a.eq_(b), 0),
+        (1, |a, b| a.lt(b), 0),
+        (-3, |a, b| a.le(b), 0),
+        (2, |a, b| a.le(b), far),
+        (1, |a, b| a.lt(b), -far),
+        (5, |a, b| a.eq_(b), far),
+    ];
+    for (n, (c, cmp, off)) in cases.iter().enumerate() {
+        let (c, cmp, off) = (*c, *cmp, *off);
+        b.for_(LoopKind::Vector, 0, RtSym::T, |b, i| {
+            let lhs = Expr::Var(i) * c;
+            let rhs = Expr::load(k, Expr::int(0)) + off;
+            let v = Expr::select(cmp(lhs, rhs), Expr::f32(1.0), Expr::f32(0.0));
+            b.store(
+                o,
+                i + (n as i64) * 64,
+                v + cmp(Expr::Var(i), Expr::int(3)).to_f32(),
+            );
+        });
+    }
+    let body = b.finish();
+    let host = compile(&body);
+    assert!(host.notes().is_empty(), "{:?}", host.notes());
+    let rust: Vec<fn(i64, i64) -> bool> = vec![
+        |a, b| a == b,
+        |a, b| a < b,
+        |a, b| a <= b,
+        |a, b| a <= b,
+        |a, b| a < b,
+        |a, b| a == b,
+    ];
+    for t in [0i64, 1, 7, 30, 61] {
+        for target in [-5i64, 0, 3, 17, 40] {
+            let mut bufs = vec![Buf::I32(vec![target as i32]), Buf::F32(vec![-1.0; 6 * 64])];
+            run(&host, &body, &mut bufs, [t, 1, 0]);
+            let mut want = vec![-1.0f32; 6 * 64];
+            for (n, ((c, _, off), f)) in cases.iter().zip(&rust).enumerate() {
+                for i in 0..t {
+                    let hit = f(i * c, target + off);
+                    want[n * 64 + i as usize] =
+                        f32::from(u8::from(hit)) + f32::from(u8::from(f(i, 3)));
+                }
+            }
+            assert_same(bufs[1].f32(), &want, &format!("T={t} target={target}"));
+        }
+    }
+}
+
+/// Butterfly stages written with `%` (`p = 2·i - i % s`, `q = p + s`), for the small strides
+/// whose pairs share a vector: loads and stores follow lane patterns like `[0, 1, 4, 5]`
+/// (gathers and lane-by-lane stores), strided twiddles are gathered, and the loop still
+/// vectorizes when its constant start makes `i % s` known per lane.
+#[test]
+fn butterfly_pair_patterns_vectorize() {
+    for s in [1i64, 2, 4, 8, 16] {
+        for start in [0i64, 4, 1] {
+            let n = 32i64;
+            let mut b = BodyBuilder::new();
+            let x = b.param("x", DType::F32, Access::Read);
+            let tw = b.param("tw", DType::F32, Access::Read);
+            let y = b.param("y", DType::F32, Access::Write);
+            b.for_(LoopKind::Vector, start, n, |b, i| {
+                let p = b.let_(Expr::Var(i) * 2 - Expr::Var(i) % s);
+                let q = b.let_(Expr::Local(p) + s);
+                let (xp, xq) = (Expr::load(x, p.into()), Expr::load(x, q.into()));
+                let t = |k: i64| Expr::load(tw, Expr::Var(i) * 4 + k);
+                b.store(y, Expr::Local(p), t(0) * xp.clone() + t(1) * xq.clone());
+                b.store(y, Expr::Local(q), t(2) * xp + t(3) * xq);
+            });
+            let body = b.finish();
+            let host = compile(&body);
+            // From start 1, lane 0 ≡ 1 (mod 4) is all that is known: for s ≥ 8, `i % s`
+            // wraps at different lanes in different iterations.
+            if start == 1 && s >= 8 {
+                assert_eq!(
+                    host.notes().len(),
+                    1,
+                    "s={s} start={start}: {:?}",
+                    host.notes()
+                );
+            } else {
+                assert!(
+                    host.notes().is_empty(),
+                    "s={s} start={start}: {:?}",
+                    host.notes()
+                );
+            }
+            let mut r = Rng(s as u64);
+            let xs = r.vec(2 * n as usize, -1.0, 1.0);
+            let ts = r.vec(4 * n as usize, -1.0, 1.0);
+            let mut bufs = vec![
+                Buf::F32(xs.clone()),
+                Buf::F32(ts.clone()),
+                Buf::F32(vec![9.0; 2 * n as usize]),
+            ];
+            run(&host, &body, &mut bufs, [0, 0, 0]);
+            let mut want = vec![9.0f32; 2 * n as usize];
+            for i in start..n {
+                let p = (2 * i - i % s) as usize;
+                let q = p + s as usize;
+                let t = |k: usize| ts[4 * i as usize + k];
+                want[p] = t(0) * xs[p] + t(1) * xs[q];
+                want[q] = t(2) * xs[p] + t(3) * xs[q];
+            }
+            assert_same(bufs[2].f32(), &want, &format!("s={s} start={start}"));
+        }
+    }
+}
+
 #[test]
 fn if_nested_loops_and_locals() {
     // y[r, c] = Σ_k a[r, k] · b[k, c] over k where a[r, k] > 0, with an int local index.
@@ -664,13 +783,17 @@ fn unvectorizable_loops_run_serially_with_a_note() {
                 b.store(y, i, Expr::load(x, i.into()) + Expr::Var(j).to_f32())
             })
         }),
-        ("stride 2", |b, x, y, i| {
-            b.store(y, i * 2, Expr::load(x, i.into()))
+        ("multiplies i0 by a runtime value", |b, x, y, i| {
+            b.store(
+                y,
+                Expr::Var(i) * Expr::load(x, Expr::int(0)).to_int(),
+                Expr::f32(1.0),
+            )
         }),
         ("loop-invariant index", |b, x, y, _| {
             b.store(y, 0, Expr::load(x, Expr::int(0)))
         }),
-        ("`%` of i0 per lane", |b, x, y, i| {
+        ("`%` of i0 that differs per lane", |b, x, y, i| {
             b.store(y, i, Expr::load(x, (i * 7) % 40))
         }),
         ("a0 holds a per-lane int", |b, x, y, i| {

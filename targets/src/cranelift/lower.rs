@@ -190,7 +190,8 @@ impl<'a> Lower<'a> {
                     _ => None,
                 };
                 if *kind == LoopKind::Vector {
-                    vectorize::vector_loop(self, *var, sv, ev, trips, body)
+                    let start_const = scan::const_int(start);
+                    vectorize::vector_loop(self, *var, start_const, sv, ev, trips, body)
                 } else {
                     // A nested `Parallel` is not allowed by the IR; running it serially is
                     // always correct.

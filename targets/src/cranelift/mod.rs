@@ -5,7 +5,8 @@
 //! HostProgram::compile(&program)      // all bodies, one JITModule, one Context reused
 //!   compile.rs   ISA + flags, module, helper symbols, per-section define, timing, texts
 //!   lower.rs     Body → CLIF: loops, locals (`Variable`s), expressions, loads/stores
-//!   vectorize.rs `vector for` loops as 4×f32 SIMD (analysis, then emission)
+//!   vectorize/   `vector for` loops as 4×f32 SIMD: shapes of expressions (analyze.rs,
+//!                ints known per lane in ints.rs), then 4-lane code (emit.rs)
 //!   math.rs      exp / tanh inline (scalar and 4-lane), log / sin / cos as helper calls
 //!   f16.rs       f16 ⇄ f32 conversions inline, bit-exact with the `half` crate
 //!   scan.rs      read-only scans (used params, constants, local references)

@@ -12,6 +12,8 @@ pub const LEN: usize = 220;
 pub enum E {
     /// `x[stride·i + off]`
     Load(i64, i64),
+    /// `x[2·i - i % s + k·s]`: the `k`th element of butterfly pair `i` at stride `s`
+    Pair(i64, i64),
     /// `s[k]`
     Bcast(i64),
     Const(f32),
@@ -25,12 +27,31 @@ pub enum E {
     Un(u8, Box<E>),
     /// `select(a < b, c, d)`
     Sel(Box<E>, Box<E>, Box<E>, Box<E>),
+    /// `select(c·i OP k, a, b)` with OP one of `<`, `<=`, `==` (a per-lane int comparison)
+    IdxSel(u8, i64, i64, Box<E>, Box<E>),
+}
+
+impl E {
+    /// Whether vectorizing needs the loop to start at a multiple of 4: `i % s` for s ≥ 8 is
+    /// only known per lane when lane 0 is (vector iterations start every 4).
+    pub fn needs_aligned_start(&self) -> bool {
+        match self {
+            E::Pair(s, _) => *s >= 8,
+            E::Bin(_, a, b) | E::IdxSel(_, _, _, a, b) => {
+                a.needs_aligned_start() || b.needs_aligned_start()
+            }
+            E::Un(_, a) => a.needs_aligned_start(),
+            E::Sel(a, b, c, d) => [a, b, c, d].iter().any(|x| x.needs_aligned_start()),
+            _ => false,
+        }
+    }
 }
 
 fn leaf() -> impl Strategy<Value = E> {
     prop_oneof![
         3 => (0i64..4, 0i64..6).prop_map(|(s, o)| E::Load(s, o)),
         1 => (0i64..4).prop_map(E::Bcast),
+        1 => (prop_oneof![Just(1i64), Just(2), Just(4), Just(8)], 0i64..2).prop_map(|(s, k)| E::Pair(s, k)),
         1 => prop_oneof![Just(0.0f32), Just(-1.5), Just(2.0), Just(0.5), -4.0f32..4.0].prop_map(E::Const),
         1 => (-3i64..4).prop_map(E::Iota),
         1 => (0i64..3).prop_map(E::Dequant),
@@ -49,8 +70,16 @@ pub fn expr_with(exact: bool) -> impl Strategy<Value = E> {
             2 => (0u8..7, inner.clone())
                 .prop_filter("exp/tanh excluded", move |(o, _)| !exact || !(2..=3).contains(o))
                 .prop_map(|(o, a)| E::Un(o, Box::new(a))),
-            1 => (inner.clone(), inner.clone(), inner.clone(), inner)
+            1 => (inner.clone(), inner.clone(), inner.clone(), inner.clone())
                 .prop_map(|(a, b, c, d)| E::Sel(Box::new(a), Box::new(b), Box::new(c), Box::new(d))),
+            1 => (
+                0u8..3,
+                -3i64..4,
+                prop_oneof![-2i64..40, Just(1i64 << 40), Just(-(1i64 << 40))],
+                inner.clone(),
+                inner,
+            )
+                .prop_map(|(o, c, k, a, b)| E::IdxSel(o, c, k, Box::new(a), Box::new(b))),
         ]
     })
 }
@@ -68,6 +97,7 @@ pub fn build(e: &E, p: &Ins, i: LoopVar) -> Expr {
     match e {
         E::Load(st, o) => Expr::load(p.x, iv() * *st + *o),
         E::Bcast(k) => Expr::load(p.s, Expr::int(*k)),
+        E::Pair(s, k) => Expr::load(p.x, iv() * 2 - iv() % *s + *k * *s),
         E::Const(c) => Expr::f32(*c),
         E::Iota(c) => (iv() * *c - 3).to_f32(),
         E::Dequant(st) => Expr::load(p.q, iv() * *st + 1).to_f32(),
@@ -100,6 +130,15 @@ pub fn build(e: &E, p: &Ins, i: LoopVar) -> Expr {
             build(c, p, i),
             build(d, p, i),
         ),
+        E::IdxSel(o, c, k, a, b) => {
+            let (x, y) = (iv() * *c, Expr::int(*k));
+            let cond = match o {
+                0 => x.lt(y),
+                1 => x.le(y),
+                _ => x.eq_(y),
+            };
+            Expr::select(cond, build(a, p, i), build(b, p, i))
+        }
     }
 }
 
@@ -153,6 +192,7 @@ pub fn mirror(e: &E, d: &Data, i: i64) -> f32 {
     match e {
         E::Load(st, o) => d.x[at(*st, *o)],
         E::Bcast(k) => d.s[*k as usize],
+        E::Pair(s, k) => d.x[(2 * i - i % s + k * s) as usize],
         E::Const(c) => *c,
         E::Iota(c) => (c * i - 3) as f32,
         E::Dequant(st) => f32::from(d.q[at(*st, 1)]),
@@ -181,11 +221,22 @@ pub fn mirror(e: &E, d: &Data, i: i64) -> f32 {
             }
         }
         E::Sel(a, b, c, dd) => {
+            let (t, f) = (mirror(c, d, i), mirror(dd, d, i));
             if mirror(a, d, i) < mirror(b, d, i) {
-                mirror(c, d, i)
+                t
             } else {
-                mirror(dd, d, i)
+                f
             }
+        }
+        E::IdxSel(o, c, k, a, b) => {
+            let x = c * i;
+            let cond = match o {
+                0 => x < *k,
+                1 => x <= *k,
+                _ => x == *k,
+            };
+            let (t, f) = (mirror(a, d, i), mirror(b, d, i));
+            if cond { t } else { f }
         }
     }
 }

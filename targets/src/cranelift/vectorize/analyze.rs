@@ -1,5 +1,6 @@
 //! Shapes of a `vector for` body's expressions, and whether the loop can be vectorized.
 
+use super::ints::Ints;
 use super::{Plan, Reduction, Shape};
 use crate::cranelift::lower::Lower;
 use crate::cranelift::scan;
@@ -8,7 +9,15 @@ use bfly_ir::kernel::{BinOp, Expr, Local, LoopVar, Stmt, UnOp};
 use cranelift_codegen::ir::types;
 use std::collections::BTreeMap;
 
-pub(super) fn analyze(lw: &Lower, var: LoopVar, body: &[Stmt]) -> Result<Plan, String> {
+/// Largest per-lane step of an int comparison done in 32-bit lanes (`emit::int_compare`).
+const MAX_COMPARE_STEP: i64 = 1 << 26;
+
+pub(super) fn analyze(
+    lw: &Lower,
+    var: LoopVar,
+    start_const: Option<i64>,
+    body: &[Stmt],
+) -> Result<Plan, String> {
     let mut inner_set = Vec::new();
     for s in body {
         match s {
@@ -27,6 +36,7 @@ pub(super) fn analyze(lw: &Lower, var: LoopVar, body: &[Stmt]) -> Result<Plan, S
     }
     let mut plan = Plan {
         var,
+        var_ints: Ints::loop_var(start_const),
         dtypes: lw.body.params.iter().map(|p| p.dtype).collect(),
         names: lw.body.params.iter().map(|p| p.name.clone()).collect(),
         reductions: Vec::new(),
@@ -79,12 +89,11 @@ pub(super) fn analyze(lw: &Lower, var: LoopVar, body: &[Stmt]) -> Result<Plan, S
                 }
                 Stmt::Store { arg, index, value } => {
                     match plan.shape(index)? {
-                        Shape::Affine(1) => {}
-                        Shape::Affine(0) => {
+                        Shape::Int(x) if x.is_uniform() => {
                             return Err("it stores to a loop-invariant index".into());
                         }
-                        Shape::Affine(c) => return Err(format!("it stores with stride {c}")),
-                        _ => return Err(format!("a store index is not affine in {var}")),
+                        Shape::Int(_) => {}
+                        _ => return Err(format!("a store index is not known per lane of {var}")),
                     }
                     if !plan.dtype(*arg)?.is_float() {
                         return Err("it stores ints per lane".into());
@@ -120,7 +129,11 @@ pub(super) fn reduction_of(acc: Local, value: &Expr) -> Option<(BinOp, &Expr)> {
 
 fn join(a: Shape, b: Shape, l: Local) -> Result<Shape, String> {
     match (a, b) {
-        (x, y) if x == y && x != Shape::Mask && x != Shape::IntLanes => Ok(x),
+        (Shape::Int(x), Shape::Int(y)) => x
+            .join(y)
+            .map(Shape::Int)
+            .ok_or_else(|| format!("{l} holds different ints per lane")),
+        (x, y) if x == y && x.is_float() => Ok(x),
         (Shape::UniF | Shape::VecF, Shape::UniF | Shape::VecF) => Ok(Shape::VecF),
         _ => Err(format!("{l} holds a per-lane int")),
     }
@@ -139,10 +152,13 @@ impl Plan {
     }
 
     pub(super) fn shape(&self, e: &Expr) -> Result<Shape, String> {
+        let uniform = Shape::Int(Ints::UNKNOWN);
         Ok(match e {
             Expr::F32(_) => Shape::UniF,
-            Expr::Int(_) | Expr::Sym(_) => Shape::Affine(0),
-            Expr::Var(v) => Shape::Affine(i64::from(*v == self.var)),
+            Expr::Int(k) => Shape::Int(Ints::exact(*k)),
+            Expr::Sym(_) => uniform,
+            Expr::Var(v) if *v == self.var => Shape::Int(self.var_ints),
+            Expr::Var(_) => uniform,
             Expr::Local(l) => {
                 if self.is_acc(*l) {
                     return Err(format!(
@@ -155,38 +171,44 @@ impl Plan {
                     if ty == types::F32 {
                         Shape::UniF
                     } else {
-                        Shape::Affine(0)
+                        uniform
                     }
                 } else {
                     return Err(format!("{l} is read before its let"));
                 }
             }
             Expr::Load { arg, index } => {
-                let Shape::Affine(c) = self.shape(index)? else {
+                let Shape::Int(x) = self.shape(index)? else {
                     let name = self.names.get(*arg as usize).map_or("?", |n| n.as_str());
                     return Err(format!(
-                        "the index into {name} is not affine in {}",
+                        "the index into {name} is not known per lane of {}",
                         self.var
                     ));
                 };
-                match (self.dtype(*arg)?.is_float(), c) {
-                    (true, 0) => Shape::UniF,
-                    (true, _) => Shape::VecF,
-                    (false, 0) => Shape::Affine(0),
-                    (false, _) => Shape::IntLanes,
+                match (self.dtype(*arg)?.is_float(), x.is_uniform()) {
+                    (true, true) => Shape::UniF,
+                    (true, false) => Shape::VecF,
+                    (false, true) => uniform,
+                    (false, false) => Shape::IntLanes,
                 }
             }
             Expr::Bin(op, a, b) => self.bin_shape(*op, a, b)?,
             Expr::Un(op, a) => self.un_shape(*op, a)?,
             Expr::Select { cond, then, els } => {
                 let (c, t, f) = (self.shape(cond)?, self.shape(then)?, self.shape(els)?);
-                match (c, t, f) {
-                    (Shape::Affine(0), Shape::Affine(x), Shape::Affine(y)) if x == y => t,
-                    (Shape::Affine(0), Shape::UniF, Shape::UniF) => Shape::UniF,
-                    (Shape::Affine(0) | Shape::Mask, x, y) if x.is_float() && y.is_float() => {
+                let uniform_cond = matches!(c, Shape::Int(x) if x.is_uniform());
+                match (t, f) {
+                    (Shape::Int(x), Shape::Int(y)) if uniform_cond => x
+                        .join(y)
+                        .map(Shape::Int)
+                        .ok_or("a select picks ints that differ per lane")?,
+                    (Shape::UniF, Shape::UniF) if uniform_cond => Shape::UniF,
+                    (x, y)
+                        if x.is_float() && y.is_float() && (uniform_cond || c == Shape::Mask) =>
+                    {
                         Shape::VecF
                     }
-                    (Shape::Affine(0) | Shape::Mask, _, _) => {
+                    _ if uniform_cond || c == Shape::Mask => {
                         return Err("a select picks ints per lane".into());
                     }
                     _ => return Err("a select has a per-lane int condition".into()),
@@ -201,48 +223,61 @@ impl Plan {
             let uniform = sa == Shape::UniF && sb == Shape::UniF;
             return Ok(match op {
                 BinOp::Rem => return Err("`%` of floats".into()),
-                BinOp::Lt | BinOp::Le | BinOp::Eq if uniform => Shape::Affine(0),
+                BinOp::Lt | BinOp::Le | BinOp::Eq if uniform => Shape::Int(Ints::UNKNOWN),
                 BinOp::Lt | BinOp::Le | BinOp::Eq => Shape::Mask,
                 _ if uniform => Shape::UniF,
                 _ => Shape::VecF,
             });
         }
-        let (Shape::Affine(ca), Shape::Affine(cb)) = (sa, sb) else {
+        let (Shape::Int(x), Shape::Int(y)) = (sa, sb) else {
             return Err(format!("it computes `{}` on per-lane ints", op.name()));
         };
-        let overflow = || "an index stride overflows".to_string();
-        Ok(match op {
-            BinOp::Add => Shape::Affine(ca.checked_add(cb).ok_or_else(overflow)?),
-            BinOp::Sub => Shape::Affine(ca.checked_sub(cb).ok_or_else(overflow)?),
-            BinOp::Mul => match (ca, cb) {
-                (0, 0) => Shape::Affine(0),
-                (c, 0) | (0, c) => {
-                    let k = scan::const_int(if ca == 0 { a } else { b })
-                        .ok_or_else(|| format!("it multiplies {} by a runtime value", self.var))?;
-                    Shape::Affine(c.checked_mul(k).ok_or_else(overflow)?)
-                }
-                _ => return Err(format!("it multiplies {} by itself", self.var)),
+        let unknown = || {
+            format!(
+                "it computes `{}` of {} that differs per lane in ways not known at compile time",
+                op.name(),
+                self.var
+            )
+        };
+        let both_uniform = x.is_uniform() && y.is_uniform();
+        let ints = match op {
+            BinOp::Add => x.add(y),
+            BinOp::Sub => y.neg().and_then(|ny| x.add(ny)),
+            BinOp::Mul => match (x.constant(), y.constant()) {
+                (Some(k), _) => y.scale(k),
+                (_, Some(k)) => x.scale(k),
+                _ if both_uniform => Some(Ints::UNKNOWN),
+                _ => return Err(format!("it multiplies {} by a runtime value", self.var)),
             },
-            _ if ca == 0 && cb == 0 => Shape::Affine(0),
-            _ => {
-                return Err(format!(
-                    "it computes `{}` of {} per lane",
-                    op.name(),
-                    self.var
-                ));
+            BinOp::Div | BinOp::Rem => match y.constant() {
+                Some(d) => x.div(d, op == BinOp::Rem),
+                None if both_uniform => Some(Ints::UNKNOWN),
+                None => None,
+            },
+            BinOp::Min | BinOp::Max if both_uniform => Some(Ints::UNKNOWN),
+            BinOp::Min | BinOp::Max => None,
+            BinOp::Lt | BinOp::Le | BinOp::Eq if both_uniform => Some(Ints::UNKNOWN),
+            // Lane l compares (a - b)₀ + (rel_a - rel_b)[l] with 0 (`emit::int_compare`).
+            BinOp::Lt | BinOp::Le | BinOp::Eq => {
+                let steps = y.neg().and_then(|ny| x.add(ny)).ok_or_else(unknown)?;
+                if steps.rel.iter().all(|s| s.abs() <= MAX_COMPARE_STEP) {
+                    return Ok(Shape::Mask);
+                }
+                None
             }
-        })
+        };
+        ints.map(Shape::Int).ok_or_else(unknown)
     }
 
     fn un_shape(&self, op: UnOp, a: &Expr) -> Result<Shape, String> {
         let s = self.shape(a)?;
         Ok(match (op, s) {
-            (UnOp::ToF32, Shape::Affine(0)) => Shape::UniF,
-            (UnOp::ToF32, Shape::Affine(_) | Shape::IntLanes | Shape::Mask) => Shape::VecF,
-            (UnOp::ToInt, Shape::UniF) => Shape::Affine(0),
+            (UnOp::ToF32, Shape::Int(x)) if x.is_uniform() => Shape::UniF,
+            (UnOp::ToF32, Shape::Int(_) | Shape::IntLanes | Shape::Mask) => Shape::VecF,
+            (UnOp::ToInt, Shape::UniF) => Shape::Int(Ints::UNKNOWN),
             (UnOp::ToInt, Shape::VecF) => return Err("it converts f32 to int per lane".into()),
-            (UnOp::Neg, Shape::Affine(c)) => Shape::Affine(c.checked_neg().ok_or("overflow")?),
-            (UnOp::Abs, Shape::Affine(0)) => Shape::Affine(0),
+            (UnOp::Neg, Shape::Int(x)) => Shape::Int(x.neg().ok_or("overflow")?),
+            (UnOp::Abs, Shape::Int(x)) if x.is_uniform() => Shape::Int(Ints::UNKNOWN),
             (_, Shape::UniF | Shape::VecF) if !matches!(op, UnOp::ToF32) => s,
             _ => return Err(format!("it computes {}() of a per-lane int", op.name())),
         })

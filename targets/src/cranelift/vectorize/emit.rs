@@ -8,6 +8,7 @@ use crate::cranelift::lower::{LResult, Lower, data_flags, float_cc};
 use crate::cranelift::math::{self, Helper, Lanes};
 use bfly_ir::DType;
 use bfly_ir::kernel::{BinOp, Expr, LoopVar, Stmt, UnOp};
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Type, Value, types};
 use cranelift_frontend::Variable;
 
@@ -193,9 +194,10 @@ fn emit_body(
                 lw.b.def_var(p, new);
             }
             Stmt::Store { arg, index, value } => {
+                let rel = lane_offsets(plan, index)?;
                 let idx = lw.int_expr(index)?;
                 let v = vec_of(lw, plan, value)?;
-                store(lw, *arg, idx, v)?;
+                store(lw, *arg, idx, rel, v)?;
             }
             Stmt::For { .. } | Stmt::If { .. } | Stmt::Let { .. } => {
                 return Err(bug("statement"));
@@ -215,7 +217,7 @@ fn vec_of(lw: &mut Lower, plan: &Plan, e: &Expr) -> LResult<Value> {
 }
 
 fn vexpr(lw: &mut Lower, plan: &Plan, e: &Expr) -> LResult<VV> {
-    if matches!(plan.shape(e).map_err(bug)?, Shape::UniF | Shape::Affine(_)) {
+    if matches!(plan.shape(e).map_err(bug)?, Shape::UniF | Shape::Int(_)) {
         return Ok(VV::Uni(lw.expr(e)?));
     }
     Ok(match e {
@@ -224,11 +226,14 @@ fn vexpr(lw: &mut Lower, plan: &Plan, e: &Expr) -> LResult<VV> {
             VV::Vec(lw.b.use_var(var))
         }
         Expr::Load { arg, index } => {
-            let Shape::Affine(c) = plan.shape(index).map_err(bug)? else {
-                return Err(bug("index"));
-            };
+            let rel = lane_offsets(plan, index)?;
             let idx = lw.int_expr(index)?;
-            load(lw, *arg, idx, c)?
+            load(lw, *arg, idx, rel)?
+        }
+        Expr::Bin(op @ (BinOp::Lt | BinOp::Le | BinOp::Eq), a, b)
+            if matches!(plan.shape(a).map_err(bug)?, Shape::Int(_)) =>
+        {
+            VV::Mask(int_compare(lw, plan, *op, a, b)?)
         }
         Expr::Bin(op, a, b) => {
             let x = vec_of(lw, plan, a)?;
@@ -278,12 +283,55 @@ fn vexpr(lw: &mut Lower, plan: &Plan, e: &Expr) -> LResult<VV> {
     })
 }
 
-/// `f32()` of per-lane ints, a mask, or an affine int.
-fn to_f32(lw: &mut Lower, plan: &Plan, a: &Expr) -> LResult<Value> {
-    let c = match plan.shape(a).map_err(bug)? {
-        Shape::Affine(c) => c,
-        _ => 0,
+/// Lane l's offset from lane 0 of an int expression (an index).
+fn lane_offsets(plan: &Plan, e: &Expr) -> LResult<[i64; 4]> {
+    match plan.shape(e).map_err(bug)? {
+        Shape::Int(x) => Ok(x.rel),
+        _ => Err(bug("index")),
+    }
+}
+
+/// A constant `I32X4`.
+fn i32x4(lw: &mut Lower, v: [i64; 4]) -> Value {
+    let z = lw.b.ins().iconst(types::I32, v[0]);
+    let mut r = lw.b.ins().splat(types::I32X4, z);
+    for (l, &x) in v.iter().enumerate().skip(1) {
+        let k = lw.b.ins().iconst(types::I32, x);
+        r = lw.b.ins().insertlane(r, k, l as u8);
+    }
+    r
+}
+
+/// `a op b` per lane for ints known per lane (e.g. a one-hot `i == target`), as an `I32X4`
+/// mask.
+///
+/// With d = a - b, lane l compares d₀ + step[l] with 0 (|step| ≤ 2^26, checked by the
+/// analysis). d₀ is clamped to ±2^30 first so the lanes fit in i32: when |d₀| > 2^30 every
+/// lane has d₀'s sign and is nonzero before and after the clamp, so no comparison changes.
+fn int_compare(lw: &mut Lower, plan: &Plan, op: BinOp, a: &Expr, b: &Expr) -> LResult<Value> {
+    let (ra, rb) = (lane_offsets(plan, a)?, lane_offsets(plan, b)?);
+    let x = lw.expr(a)?;
+    let y = lw.expr(b)?;
+    let d = lw.b.ins().isub(x, y);
+    let lim = lw.b.ins().iconst(types::I64, 1 << 30);
+    let neg = lw.b.ins().iconst(types::I64, -(1 << 30));
+    let d = lw.b.ins().smin(d, lim);
+    let d = lw.b.ins().smax(d, neg);
+    let d = lw.b.ins().ireduce(types::I32, d);
+    let lanes = lw.b.ins().splat(types::I32X4, d);
+    let steps = i32x4(lw, [0, ra[1] - rb[1], ra[2] - rb[2], ra[3] - rb[3]]);
+    let lanes = lw.b.ins().iadd(lanes, steps);
+    let zero = i32x4(lw, [0; 4]);
+    let cc = match op {
+        BinOp::Lt => IntCC::SignedLessThan,
+        BinOp::Le => IntCC::SignedLessThanOrEqual,
+        _ => IntCC::Equal,
     };
+    Ok(lw.b.ins().icmp(cc, lanes, zero))
+}
+
+/// `f32()` of per-lane ints, a mask, or an int known per lane.
+fn to_f32(lw: &mut Lower, plan: &Plan, a: &Expr) -> LResult<Value> {
     Ok(match vexpr(lw, plan, a)? {
         VV::Lanes(v) => lw.b.ins().fcvt_from_sint(types::F32X4, v),
         VV::Mask(m) => {
@@ -294,13 +342,14 @@ fn to_f32(lw: &mut Lower, plan: &Plan, a: &Expr) -> LResult<Value> {
             lw.b.ins().bitcast(types::F32X4, MemFlagsData::new(), r)
         }
         VV::Uni(base) => {
-            // Lane l holds base + c·l: convert each (exact for any i64, like the scalar code).
+            // Lane l holds base + rel[l]: convert each (rounds like the scalar code).
+            let rel = lane_offsets(plan, a)?;
             let f0 = lw.b.ins().fcvt_from_sint(types::F32, base);
             let mut v = lw.b.ins().splat(types::F32X4, f0);
-            for l in 1..4u8 {
-                let x = lw.b.ins().iadd_imm_s(base, c.wrapping_mul(i64::from(l)));
+            for (l, &r) in rel.iter().enumerate().skip(1) {
+                let x = lw.b.ins().iadd_imm_s(base, r);
                 let f = lw.b.ins().fcvt_from_sint(types::F32, x);
-                v = lw.b.ins().insertlane(v, f, l);
+                v = lw.b.ins().insertlane(v, f, l as u8);
             }
             v
         }
@@ -318,75 +367,104 @@ fn per_lane_call(lw: &mut Lower, h: Helper, x: Value) -> Value {
     r
 }
 
-/// Four scalar loads of `ty` at byte offsets `0, d, 2d, 3d` from `addr`, as one vector of
-/// `vty` (`load` turns each scalar into the lane type).
+/// Byte offsets of the 4 lanes from lane 0's element.
+fn byte_offsets(rel: [i64; 4], size: usize) -> [i64; 4] {
+    rel.map(|r| r.wrapping_mul(size as i64))
+}
+
+/// Four scalar loads at byte offsets `off` from `addr`, as one vector of `vty` (`load` turns
+/// each scalar into the lane type).
 fn gather(
     lw: &mut Lower,
     addr: Value,
-    d: i64,
+    off: [i64; 4],
     vty: Type,
     load: &dyn Fn(&mut Lower, Value, i32) -> Value,
 ) -> Value {
-    let first = load(lw, addr, 0);
-    let mut v = lw.b.ins().splat(vty, first);
-    for l in 1..4u8 {
-        let off = d.wrapping_mul(i64::from(l));
-        let x = match i32::try_from(off) {
-            Ok(o) => load(lw, addr, o),
-            Err(_) => {
-                let a = lw.b.ins().iadd_imm_s(addr, off);
-                load(lw, a, 0)
-            }
-        };
-        v = lw.b.ins().insertlane(v, x, l);
+    let x0 = at_offset(lw, addr, off[0], load);
+    let mut v = lw.b.ins().splat(vty, x0);
+    for (l, &o) in off.iter().enumerate().skip(1) {
+        let x = at_offset(lw, addr, o, load);
+        v = lw.b.ins().insertlane(v, x, l as u8);
     }
     v
 }
 
-/// Loads 4 elements at lane-0 index `idx` and stride `c` (≠ 0).
-fn load(lw: &mut Lower, arg: u32, idx: Value, c: i64) -> LResult<VV> {
+/// `access(addr, o)` with `o` as the instruction's offset when it fits, else added first.
+fn at_offset<T>(
+    lw: &mut Lower,
+    addr: Value,
+    o: i64,
+    access: &dyn Fn(&mut Lower, Value, i32) -> T,
+) -> T {
+    match i32::try_from(o) {
+        Ok(o) => access(lw, addr, o),
+        Err(_) => {
+            let a = lw.b.ins().iadd_imm_s(addr, o);
+            access(lw, a, 0)
+        }
+    }
+}
+
+/// Loads the 4 lanes' elements: lane l at lane-0 index `idx` + `rel[l]` (not all equal).
+fn load(lw: &mut Lower, arg: u32, idx: Value, rel: [i64; 4]) -> LResult<VV> {
     let dtype = lw.param_dtype(arg)?;
     let addr = lw.addr(arg, idx)?;
-    let d = c.wrapping_mul(dtype.size_bytes() as i64);
+    let off = byte_offsets(rel, dtype.size_bytes());
+    let contiguous = rel == [0, 1, 2, 3];
     let (vf, sf) = (vector_flags(), data_flags());
     Ok(match dtype {
-        DType::F32 if c == 1 => VV::Vec(lw.b.ins().load(types::F32X4, vf, addr, 0)),
-        DType::F32 => VV::Vec(gather(lw, addr, d, types::F32X4, &|lw, a, o| {
+        DType::F32 if contiguous => VV::Vec(lw.b.ins().load(types::F32X4, vf, addr, 0)),
+        DType::F32 => VV::Vec(gather(lw, addr, off, types::F32X4, &|lw, a, o| {
             lw.b.ins().load(types::F32, sf, a, o)
         })),
         DType::F16 => {
-            let bits = if c == 1 {
+            let bits = if contiguous {
                 lw.b.ins().uload16x4(vf, addr, 0)
             } else {
-                gather(lw, addr, d, types::I32X4, &|lw, a, o| {
+                gather(lw, addr, off, types::I32X4, &|lw, a, o| {
                     lw.b.ins().uload16(types::I32, sf, a, o)
                 })
             };
             VV::Vec(f16::to_f32(&mut lw.b, Lanes::Four, bits))
         }
-        DType::I32 if c == 1 => VV::Lanes(lw.b.ins().load(types::I32X4, vf, addr, 0)),
-        DType::I32 => VV::Lanes(gather(lw, addr, d, types::I32X4, &|lw, a, o| {
+        DType::I32 if contiguous => VV::Lanes(lw.b.ins().load(types::I32X4, vf, addr, 0)),
+        DType::I32 => VV::Lanes(gather(lw, addr, off, types::I32X4, &|lw, a, o| {
             lw.b.ins().load(types::I32, sf, a, o)
         })),
-        DType::I8 => VV::Lanes(gather(lw, addr, d, types::I32X4, &|lw, a, o| {
+        DType::I8 => VV::Lanes(gather(lw, addr, off, types::I32X4, &|lw, a, o| {
             lw.b.ins().sload8(types::I32, sf, a, o)
         })),
     })
 }
 
-/// Stores 4 f32 lanes at consecutive elements from lane-0 index `idx`.
-fn store(lw: &mut Lower, arg: u32, idx: Value, v: Value) -> LResult<()> {
+/// Stores 4 f32 lanes: lane l at lane-0 index `idx` + `rel[l]`. Contiguous lanes are one
+/// vector store; other patterns (butterfly pairs, strides) store lane by lane, in lane order.
+fn store(lw: &mut Lower, arg: u32, idx: Value, rel: [i64; 4], v: Value) -> LResult<()> {
     let dtype = lw.param_dtype(arg)?;
     let addr = lw.addr(arg, idx)?;
+    let off = byte_offsets(rel, dtype.size_bytes());
+    let contiguous = rel == [0, 1, 2, 3];
+    let sf = data_flags();
     match dtype {
-        DType::F32 => {
+        DType::F32 if contiguous => {
             lw.b.ins().store(vector_flags(), v, addr, 0);
+        }
+        DType::F32 => {
+            for (l, &o) in off.iter().enumerate() {
+                let x = lw.b.ins().extractlane(v, l as u8);
+                at_offset(lw, addr, o, &|lw, a, o| {
+                    lw.b.ins().store(sf, x, a, o);
+                });
+            }
         }
         DType::F16 => {
             let bits = f16::from_f32(&mut lw.b, Lanes::Four, v);
-            for l in 0..4u8 {
-                let h = lw.b.ins().extractlane(bits, l);
-                lw.b.ins().istore16(data_flags(), h, addr, 2 * i32::from(l));
+            for (l, &o) in off.iter().enumerate() {
+                let h = lw.b.ins().extractlane(bits, l as u8);
+                at_offset(lw, addr, o, &|lw, a, o| {
+                    lw.b.ins().istore16(sf, h, a, o);
+                });
             }
         }
         DType::I8 | DType::I32 => return Err(bug("int store")),

@@ -1,21 +1,27 @@
 //! `vector for` loops as 4×f32 SIMD.
 //!
 //! **Analysis.** Every expression in the loop gets a *shape*: a uniform f32 (same in every
-//! lane, computed as a scalar and splatted where needed), a per-lane f32 (`F32X4`), an
-//! *affine* int `c·i + rest` with `c` known at compile time and `rest` loop-invariant (kept
-//! as its lane-0 scalar; `c = 0` is a uniform int), a per-lane comparison *mask*, or per-lane
-//! ints loaded from an int buffer (only `f32()` may consume those). Loads by index shape:
-//! `c = 1` → one unaligned `load.f32x4` (f16: `uload16x4` + inline conversion), `c = 0` →
-//! scalar load (splatted when combined), other `c` → four scalar loads + `insertlane`.
-//! Stores need `c = 1` and a float param. Reductions `acc = acc + e`, `acc = max(acc, e)`
-//! (and `min`) into f32 locals defined outside the loop get vector accumulators.
+//! lane, computed as a scalar and splatted where needed), a per-lane f32 (`F32X4`), an int
+//! *known per lane* (`ints`: lane l = lane 0 + a compile-time offset; uniform ints, `c·i +
+//! rest`, and `/`, `%` by constants when lane 0's residue makes them exact, e.g. butterfly
+//! pairs `2·i - i % s`; the value held is lane 0's), a per-lane comparison *mask* (of floats,
+//! or of ints known per lane such as a one-hot `i == target`), or per-lane ints loaded from
+//! an int param (only `f32()` may consume those). Loads by lane offsets: `[0, 1, 2, 3]` → one
+//! unaligned `load.f32x4` (f16: `uload16x4` + inline conversion), all equal → one scalar load
+//! (splatted when combined), anything else → four scalar loads + `insertlane`. Stores to a
+//! float param: `[0, 1, 2, 3]` → one vector store, other patterns (strides, butterfly pairs)
+//! → four scalar stores in lane order, which the IR's independent iterations allow.
+//! Reductions `acc = acc + e`, `acc = max(acc, e)` (and `min`) into f32 locals defined
+//! outside the loop get vector accumulators.
 //!
-//! The loop runs serially, with a note, when it contains a loop or an `if`, stores with
-//! another stride or into an int param, computes ints per lane (other than `c·i + rest`
-//! addresses, `f32()` of those, and int loads fed to `f32()`), converts floats to ints per
-//! lane, reads a reduction accumulator elsewhere, assigns an outer local other than by a
-//! reduction, keeps a local that is read after the loop, or selects ints per lane. Loops with
-//! a constant trip count below 4 run serially without a note.
+//! The loop runs serially, with a note, when it contains a loop or an `if`, stores to a
+//! loop-invariant index or into an int param, computes ints per lane that are not known per
+//! lane at compile time (a product with the loop var by a runtime value, `%` whose lanes
+//! wrap differently per iteration, int loads used other than through `f32()`), converts
+//! floats to ints per lane, reduces ints, reads a reduction accumulator elsewhere, assigns an
+//! outer local other than by a reduction, keeps a local that is read after the loop, or
+//! selects ints per lane. Loops with a constant trip count below 4 run serially without a
+//! note.
 //!
 //! **Emission.** Without reductions: one vector per iteration. With reductions: 4
 //! independent accumulators per reduction and the body unrolled 4× (16 elements per
@@ -28,22 +34,25 @@
 
 mod analyze;
 mod emit;
+mod ints;
 
 use super::lower::{LResult, Lower};
 use bfly_ir::DType;
 use bfly_ir::kernel::{BinOp, Local, LoopVar, Stmt};
 use cranelift_codegen::ir::{Type, Value};
+use ints::Ints;
 use std::collections::BTreeMap;
 
 /// What an expression is across the 4 lanes of one vector iteration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Shape {
+enum Shape {
     /// An f32 equal in every lane (a scalar value, splatted where combined).
     UniF,
     /// An f32 per lane (`F32X4`).
     VecF,
-    /// `c·i + rest`; the value held is lane 0's.
-    Affine(i64),
+    /// An int known per lane relative to lane 0 (uniform, `c·i + rest`, butterfly pair
+    /// patterns, see `ints`); the value held is lane 0's.
+    Int(Ints),
     /// A per-lane 0/1 from a float comparison (`I32X4` all-ones / zero).
     Mask,
     /// Per-lane ints loaded from an int param (`I32X4`).
@@ -51,34 +60,38 @@ pub(super) enum Shape {
 }
 
 impl Shape {
-    pub(super) fn is_float(self) -> bool {
+    fn is_float(self) -> bool {
         matches!(self, Shape::UniF | Shape::VecF)
     }
 }
 
 /// A reduction `acc = acc op e` (or `e op acc`).
-pub(super) struct Reduction {
-    pub local: Local,
-    pub op: BinOp,
+struct Reduction {
+    local: Local,
+    op: BinOp,
 }
 
 /// The analysis result: enough to recompute any expression's shape during emission.
-pub(super) struct Plan {
-    pub var: LoopVar,
-    pub dtypes: Vec<DType>,
-    pub names: Vec<String>,
-    pub reductions: Vec<Reduction>,
+struct Plan {
+    var: LoopVar,
+    /// The loop var's lanes (lane 0's residue mod 4 is known for a constant start).
+    var_ints: Ints,
+    dtypes: Vec<DType>,
+    names: Vec<String>,
+    reductions: Vec<Reduction>,
     /// Locals defined by a `let` in the loop, by shape (ordered, so emission is
     /// deterministic).
-    pub inner: BTreeMap<Local, Shape>,
+    inner: BTreeMap<Local, Shape>,
     /// Types of the other locals the loop reads.
-    pub outer: BTreeMap<Local, Type>,
+    outer: BTreeMap<Local, Type>,
 }
 
-/// Compiles `for var in start..end` (a `vector for`) with SIMD if the body allows it.
+/// Compiles `for var in start..end` (a `vector for`) with SIMD if the body allows it;
+/// `start_const` is the start's value when it is a compile-time constant.
 pub(super) fn vector_loop(
     lw: &mut Lower,
     var: LoopVar,
+    start_const: Option<i64>,
     start: Value,
     end: Value,
     trips: Option<i64>,
@@ -87,7 +100,7 @@ pub(super) fn vector_loop(
     if trips.is_some_and(|t| t < 4) {
         return lw.serial_loop(var, start, end, trips, body);
     }
-    match analyze::analyze(lw, var, body) {
+    match analyze::analyze(lw, var, start_const, body) {
         Ok(plan) => emit::emit(lw, &plan, start, end, trips, body),
         Err(reason) => {
             lw.note(var, &reason);
