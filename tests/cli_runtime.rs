@@ -310,3 +310,69 @@ fn corrupt_artifacts_fail_with_their_own_error() {
     let e = fails(&["run", s(&flipped), "--prompt", "x"]);
     assert!(e.contains("checksum"), "{e}");
 }
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_that_resumes() {
+    use std::io::{BufRead, BufReader};
+    let dir = scratch("ctrl-c");
+    let data = corpus(&dir);
+    let out = dir.join("out");
+    let mut child = common::bfly_command()
+        .args([
+            "train",
+            "golden/specs/tiny-dense.bfly",
+            "--data",
+            s(&data),
+            "--steps",
+            "1000000",
+            "--val-every",
+            "1000000",
+            "-o",
+            s(&out),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bfly starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr piped")).lines();
+    // Wait until the training loop runs (the first progress line), then interrupt.
+    let mut log = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("utf-8 stderr");
+        log.push_str(&line);
+        log.push('\n');
+        if line.starts_with("step") {
+            break;
+        }
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    for line in lines {
+        log.push_str(&line.expect("utf-8 stderr"));
+        log.push('\n');
+    }
+    let exit = child.wait().expect("bfly exits");
+    assert!(!exit.success(), "{log}");
+    assert!(log.contains("interrupted at step"), "{log}");
+    let ckpt = out.join("checkpoint.safetensors");
+    assert!(ckpt.exists(), "{log}");
+    // The saved state resumes.
+    let o = bfly(&[
+        "train",
+        "golden/specs/tiny-dense.bfly",
+        "--data",
+        s(&data),
+        "--steps",
+        "1",
+        "-o",
+        s(&dir.join("again")),
+        "--resume",
+        s(&ckpt),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resumed from"), "{}", stderr(&o));
+}
