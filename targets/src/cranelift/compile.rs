@@ -63,19 +63,31 @@ fn host_isa() -> Result<isa::OwnedTargetIsa, JitError> {
     Ok(isa)
 }
 
-/// `cranelift x86_64 [has_avx2 has_fma …]`: the architecture and the enabled ISA flags.
+/// `cranelift x86_64 (avx2, fma)`: the architecture and the enabled ISA flags that matter
+/// for these kernels' code (vector width, fused multiply-add, fp16/dotprod on aarch64), so
+/// a report says which path ran without listing every flag.
 fn backend_name(isa: &dyn isa::TargetIsa) -> String {
+    const SHOWN: [&str; 8] = [
+        "has_avx",
+        "has_avx2",
+        "has_fma",
+        "has_avx512f",
+        "has_sse41",
+        "has_fp16",
+        "has_lse",
+        "has_pauth",
+    ];
     let feats: Vec<String> = isa
         .isa_flags()
         .iter()
-        .filter(|f| f.as_bool() == Some(true))
-        .map(|f| f.name.to_string())
+        .filter(|f| f.as_bool() == Some(true) && SHOWN.contains(&f.name))
+        .map(|f| f.name.trim_start_matches("has_").to_string())
         .collect();
     let arch = isa.triple().architecture;
     if feats.is_empty() {
         format!("cranelift {arch}")
     } else {
-        format!("cranelift {arch} [{}]", feats.join(" "))
+        format!("cranelift {arch} ({})", feats.join(", "))
     }
 }
 
