@@ -42,6 +42,7 @@ pub struct Trainer {
     history: Vec<LossPoint>,
     fingerprint: String,
     threads: usize,
+    slots: Slots,
 }
 
 /// Input slots of a training graph, by name.
@@ -89,7 +90,7 @@ impl Trainer {
         seed: u64,
         threads: usize,
     ) -> Result<Trainer, String> {
-        slots(&train_graph)?;
+        let slots = slots(&train_graph)?;
         let (Some(batch), Some(seq)) = (train_graph.bound("B"), train_graph.bound("T")) else {
             return Err(format!(
                 "graph @{} has no bounds on B and T (`where B <= 8, T <= 64`)",
@@ -128,6 +129,7 @@ impl Trainer {
             sampler,
             history: Vec::new(),
             threads,
+            slots,
         })
     }
 
@@ -178,7 +180,7 @@ impl Trainer {
     }
 
     fn run_batch(&mut self, batch: &Batch) -> Result<f32, String> {
-        let s = slots(&self.train_graph)?;
+        let s = &self.slots;
         let dims = vec![batch.rows, batch.seq];
         let mut inputs = vec![Tensor::f32(vec![], vec![0.0]); 3];
         inputs[s.tokens] = Tensor::int(
@@ -206,8 +208,8 @@ impl Trainer {
         Ok(loss as f32)
     }
 
-    /// Copies the current params into the eval program (`set_param` re-runs its load phase,
-    /// which recomputes folded weights).
+    /// Copies the current params into the eval program and re-runs its load phase once
+    /// (folded weights, packed twiddles).
     fn refresh_eval(&mut self) -> Result<(), String> {
         let (Some(eval), Some(g)) = (&mut self.eval, &self.eval_graph) else {
             return Err("this training run has no inference program (train artifacts made by `bfly compile --mode train` carry one)".into());
@@ -215,16 +217,18 @@ impl Trainer {
         if !self.eval_stale {
             return Ok(());
         }
+        let mut values = Vec::new();
         for (_, p, _) in g.params() {
-            let values = self
+            let v = self
                 .engine
                 .executor()
                 .param_f32(&p.name)
                 .ok_or_else(|| format!("the training program has no param @{}", p.name))?;
-            eval.executor_mut()
-                .set_param(&p.name, &values)
-                .map_err(|e| e.to_string())?;
+            values.push((p.name.as_str(), v));
         }
+        eval.executor_mut()
+            .set_params(values.iter().map(|(n, v)| (*n, v.as_slice())))
+            .map_err(|e| e.to_string())?;
         self.eval_stale = false;
         Ok(())
     }
@@ -333,6 +337,7 @@ impl Trainer {
                 ck.fingerprint, self.fingerprint
             ));
         }
+        let mut values = Vec::new();
         for (_, p, ty) in self.train_graph.params() {
             let t = ck
                 .tensors
@@ -344,11 +349,12 @@ impl Trainer {
                     p.name, t.dims
                 ));
             }
-            self.engine
-                .executor_mut()
-                .set_param(&p.name, &t.data)
-                .map_err(|e| e.to_string())?;
+            values.push((p.name.as_str(), t.data.as_slice()));
         }
+        self.engine
+            .executor_mut()
+            .set_params(values)
+            .map_err(|e| e.to_string())?;
         self.sampler = corpus
             .resume_sampler(&ck.sampler)
             .map_err(|e| e.to_string())?;

@@ -48,7 +48,7 @@ pub struct CompileArgs {
 
 /// The spec's quantize section with `--quant` applied; `keep` stays the spec's (or
 /// `embed`/`head`, whose int8 error dominates a small model's).
-fn quant_override(spec: &QuantizeConfigOpt, q: QuantArg) -> Option<QuantizeConfig> {
+fn quant_override(spec: &Option<QuantizeConfig>, q: QuantArg) -> Option<QuantizeConfig> {
     let (dense, butterfly) = match q {
         QuantArg::None => return None,
         QuantArg::Int8 => (DenseQuant::Int8, TwiddleQuant::None),
@@ -69,7 +69,17 @@ fn quant_override(spec: &QuantizeConfigOpt, q: QuantArg) -> Option<QuantizeConfi
     })
 }
 
-type QuantizeConfigOpt = Option<QuantizeConfig>;
+/// The inference program of `spec` without quantization: what a training run validates with
+/// and what its trained weights are written as (`model.bfa`), before any quantization.
+pub fn f32_inference_graph(
+    spec: &bfly_compiler::ModelSpec,
+    file: &bfly_grammar::SourceFile,
+) -> Result<bfly_ir::Graph, String> {
+    let mut f32_spec = spec.clone();
+    f32_spec.quantize = None;
+    bfly_compiler::compile_to_stage(&f32_spec, file, Mode::Infer, None)
+        .map_err(|d| bfly_compiler::render_diagnostics(file, &d, color()))
+}
 
 pub fn run(args: &CompileArgs) -> Result<(), String> {
     let loaded = load(&args.spec)?;
@@ -96,17 +106,9 @@ pub fn run(args: &CompileArgs) -> Result<(), String> {
     let graph = bfly_compiler::compile_to_stage(&spec, &loaded.file, mode, None)
         .map_err(|d| bfly_compiler::render_diagnostics(&loaded.file, &d, color()))?;
     // A train artifact also carries the f32 inference graph over the same params: the trainer
-    // runs it for validation loss and samples, and it is what an inference artifact made from
-    // the trained weights will compute (before quantization).
+    // runs it for validation loss and samples.
     let eval_graph = match mode {
-        Mode::Train => {
-            let mut f32_spec = spec.clone();
-            f32_spec.quantize = None;
-            Some(
-                bfly_compiler::compile_to_stage(&f32_spec, &loaded.file, Mode::Infer, None)
-                    .map_err(|d| bfly_compiler::render_diagnostics(&loaded.file, &d, color()))?,
-            )
-        }
+        Mode::Train => Some(f32_inference_graph(&spec, &loaded.file)?),
         Mode::Infer => None,
     };
     let seed = args.seed.or(loaded.spec_seed).unwrap_or(0);

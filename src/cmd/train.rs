@@ -80,10 +80,7 @@ pub fn setup_from_spec(
         |d: Vec<bfly_grammar::Diagnostic>| bfly_compiler::render_diagnostics(file, &d, color());
     let train_graph =
         bfly_compiler::compile_to_stage(spec, file, Mode::Train, None).map_err(render)?;
-    let mut f32_spec = spec.clone();
-    f32_spec.quantize = None;
-    let eval_graph =
-        bfly_compiler::compile_to_stage(&f32_spec, file, Mode::Infer, None).map_err(render)?;
+    let eval_graph = super::compile::f32_inference_graph(spec, file)?;
     let seed = seed
         .or(spec.train.as_ref().map(|t| t.seed.node))
         .unwrap_or(0);

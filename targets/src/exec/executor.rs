@@ -282,6 +282,22 @@ impl Executor {
     /// Replaces a param's values (converted to its dtype) and reruns the load phase, whose
     /// weight-time results may depend on it.
     pub fn set_param(&mut self, name: &str, values: &[f32]) -> Result<(), ExecError> {
+        self.set_params([(name, values)])
+    }
+
+    /// Replaces several params, then reruns the load phase once (copying trained weights
+    /// into an inference program touches every param; one load phase is enough).
+    pub fn set_params<'a>(
+        &mut self,
+        params: impl IntoIterator<Item = (&'a str, &'a [f32])>,
+    ) -> Result<(), ExecError> {
+        for (name, values) in params {
+            self.write_param(name, values)?;
+        }
+        self.load_phase()
+    }
+
+    fn write_param(&mut self, name: &str, values: &[f32]) -> Result<(), ExecError> {
         let id = self.param_id(name)?;
         let b = self.program.buffer(id);
         let bytes = self.plan.buffers[id.0 as usize].bytes;
@@ -299,7 +315,7 @@ impl Executor {
         if !dst.is_some_and(|d| v.write_ne_bytes(d)) {
             return fail(format!("param @{name} does not fit its planned bytes"));
         }
-        self.load_phase()
+        Ok(())
     }
 
     /// Clears the state step kernels write (KV caches); weight-time state stays.
