@@ -63,11 +63,12 @@ impl InferenceSession {
         };
         let backend = match backend {
             BackendChoice::Reference => Backend::Reference(Box::new(weights)),
-            BackendChoice::Host | BackendChoice::Auto => Backend::Host(Box::new(Engine::new(
+            jit => Backend::Host(Box::new(Engine::with_backend(
                 &graph,
                 LowerMode::Inference { context },
                 &weights,
                 threads,
+                jit,
             )?)),
         };
         Ok(InferenceSession {

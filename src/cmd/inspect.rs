@@ -26,14 +26,30 @@ pub enum Emit {
     Kernels,
     /// The Cranelift IR of every compiled function (--target host).
     Clif,
-    /// The machine code of every compiled function (--target host: Cranelift's listing).
+    /// The machine code of every compiled function: `--target host`, Cranelift's listing;
+    /// `--target aarch64[+dotprod][+fp16]`, each microkernel's disassembly with its
+    /// register-tile comment, then Cranelift's aarch64 code for the other sections.
     Asm,
+    /// Each aarch64 microkernel's bytes, one file per kernel, into the directory given as
+    /// the second argument (or -o), for external tools (objdump, llvm-mca).
+    AsmRaw,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+/// `--target`: `host` (this machine, Cranelift JIT) or `aarch64` with optional features
+/// (`aarch64+dotprod+fp16`), emitted on any host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TargetArg {
-    /// This machine, through the Cranelift JIT.
     Host,
+    Aarch64(bfly_targets::aarch64::CpuFeatures),
+}
+
+fn parse_target(s: &str) -> Result<TargetArg, String> {
+    if s == "host" {
+        return Ok(TargetArg::Host);
+    }
+    bfly_targets::aarch64::CpuFeatures::parse_target(s)
+        .map(TargetArg::Aarch64)
+        .map_err(|e| format!("{e}, or `host`"))
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -63,10 +79,14 @@ pub struct InspectArgs {
     /// With --emit memory: also list the live activation bytes at every step of the schedule.
     #[arg(long)]
     pub per_step: bool,
-    /// Lower and compile for this target: `--emit kernels|clif|asm`, and `--emit memory`
-    /// shows the target's arena plan instead of the graph-level estimate.
-    #[arg(long, value_enum)]
+    /// Lower and compile for this target (`host`, `aarch64`, `aarch64+dotprod+fp16`, …):
+    /// `--emit kernels|clif|asm|asm-raw`, and `--emit memory` shows the target's arena plan
+    /// instead of the graph-level estimate.
+    #[arg(long, value_parser = parse_target, value_name = "TARGET")]
     pub target: Option<TargetArg>,
+    /// With `--emit asm-raw`: the directory for the kernel files.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
     /// Write to this file (atomically) instead of stdout.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -104,9 +124,19 @@ pub fn run(args: &InspectArgs) -> Result<(), String> {
         Some(_) => Mode::Infer,
         None => mode,
     };
+    if args.dir.is_some() && args.emit != Emit::AsmRaw {
+        return Err(
+            "error: a second path is only taken by --emit asm-raw DIR\n  hint: use -o FILE to write the output to a file".into(),
+        );
+    }
     if let Some(target) = args.target
-        && let Some(text) = target_emit(&graph, mode, target, args.emit)?
+        && let Some(text) = target_emit(&graph, mode, target, args)?
     {
+        if args.emit == Emit::AsmRaw {
+            // The summary goes to stdout: -o, if given, named the directory.
+            print!("{text}");
+            return Ok(());
+        }
         return super::emit(&text, args.output.as_deref());
     }
     let text = match args.emit {
@@ -128,9 +158,9 @@ pub fn run(args: &InspectArgs) -> Result<(), String> {
                 .map(|r| render_memory(&r, args.per_step))
                 .map_err(|e| format!("error: {e}"))?
         }
-        Emit::Kernels | Emit::Clif | Emit::Asm => {
+        Emit::Kernels | Emit::Clif | Emit::Asm | Emit::AsmRaw => {
             return Err(
-                "error: --emit kernels, clif and asm show what a target compiles\n  hint: add --target host"
+                "error: --emit kernels, clif, asm and asm-raw show what a target compiles\n  hint: add --target host (this machine) or --target aarch64+dotprod+fp16"
                     .into(),
             );
         }
@@ -176,10 +206,14 @@ fn target_emit(
     graph: &bfly_ir::Graph,
     mode: Mode,
     target: TargetArg,
-    emit: Emit,
+    args: &InspectArgs,
 ) -> Result<Option<String>, String> {
     use bfly_targets::lower::{LowerMode, lower_graph};
-    if !matches!(emit, Emit::Kernels | Emit::Clif | Emit::Asm | Emit::Memory) {
+    let emit = args.emit;
+    if !matches!(
+        emit,
+        Emit::Kernels | Emit::Clif | Emit::Asm | Emit::AsmRaw | Emit::Memory
+    ) {
         return Ok(None);
     }
     let lower_mode = match mode {
@@ -200,28 +234,90 @@ fn target_emit(
         Emit::Memory => bfly_targets::plan::plan_memory(&program)
             .map(|p| p.render(&program))
             .map_err(|e| format!("error: {e}"))?,
-        Emit::Clif | Emit::Asm => {
-            let TargetArg::Host = target;
-            let jit = bfly_targets::cranelift::HostProgram::compile(&program)
-                .map_err(|e| format!("error: JIT compilation failed: {e}"))?;
-            let mut text = format!(
-                "; {} functions, {} bytes of code, compiled in {:.1?}\n",
-                jit.num_functions(),
-                jit.code_bytes(),
-                jit.compile_time()
-            );
-            for note in jit.notes() {
-                text.push_str(&format!("; note: {note}\n"));
+        Emit::Asm | Emit::AsmRaw => match target {
+            TargetArg::Aarch64(features) => aarch64_emit(&program, features, args)?,
+            TargetArg::Host if emit == Emit::AsmRaw => {
+                return Err(
+                    "error: --emit asm-raw writes aarch64 microkernels\n  hint: use --target aarch64+dotprod+fp16 (or aarch64 for the baseline variants)".into(),
+                );
             }
-            text.push('\n');
-            text.push_str(&if emit == Emit::Clif {
-                jit.clif_text()
-            } else {
-                jit.asm_text()
-            });
-            text
-        }
+            TargetArg::Host => host_code(&program, emit)?,
+        },
+        Emit::Clif => host_code(&program, emit)?,
         _ => return Ok(None),
     };
     Ok(Some(text))
+}
+
+/// Cranelift's CLIF or listing of every function, compiled for this machine.
+fn host_code(program: &bfly_ir::kernel::KernelProgram, emit: Emit) -> Result<String, String> {
+    let jit = bfly_targets::cranelift::HostProgram::compile(program)
+        .map_err(|e| format!("error: JIT compilation failed: {e}"))?;
+    let mut text = format!(
+        "; {} functions, {} bytes of code, compiled in {:.1?}\n",
+        jit.num_functions(),
+        jit.code_bytes(),
+        jit.compile_time()
+    );
+    for note in jit.notes() {
+        text.push_str(&format!("; note: {note}\n"));
+    }
+    text.push('\n');
+    text.push_str(&if emit == Emit::Clif {
+        jit.clif_text()
+    } else {
+        jit.asm_text()
+    });
+    Ok(text)
+}
+
+/// `--target aarch64…`: the microkernel listings and Cranelift's aarch64 code for the rest
+/// (`asm`), or the microkernels' bytes written to a directory (`asm-raw`).
+fn aarch64_emit(
+    program: &bfly_ir::kernel::KernelProgram,
+    features: bfly_targets::aarch64::CpuFeatures,
+    args: &InspectArgs,
+) -> Result<String, String> {
+    use bfly_targets::aarch64::Aarch64Plan;
+    let plan = Aarch64Plan::emit(program, features);
+    if args.emit == Emit::AsmRaw {
+        let dir = args.dir.as_ref().or(args.output.as_ref()).ok_or(
+            "error: --emit asm-raw needs a directory\n  hint: bfly inspect SPEC --target aarch64+dotprod+fp16 --emit asm-raw DIR",
+        )?;
+        let paths = plan
+            .write_raw(dir)
+            .map_err(|e| format!("error: writing {}: {e}", dir.display()))?;
+        let mut text = format!("wrote {} microkernels to {}\n", paths.len(), dir.display());
+        for (p, m) in paths.iter().zip(&plan.micro) {
+            text.push_str(&format!("  {}  {}\n", p.display(), m.micro.name));
+        }
+        text.push_str(&format!(
+            "disassemble one with: aarch64-linux-gnu-objdump -D -b binary -m aarch64 {}\n",
+            paths
+                .first()
+                .map_or("FILE".into(), |p| p.display().to_string())
+        ));
+        return Ok(text);
+    }
+    let mut text = plan.listing();
+    let micro: std::collections::HashSet<(u32, usize)> =
+        plan.micro.iter().map(|m| (m.body.0, m.section)).collect();
+    let cross = bfly_targets::cranelift::cross::aarch64_asm(program, features, &|b, s| {
+        !micro.contains(&(b.0, s))
+    })
+    .map_err(|e| format!("error: compiling the other sections for aarch64: {e}"))?;
+    text.push_str("\n; Cranelift aarch64 code of the sections without a microkernel\n\n");
+    for c in cross {
+        let who = plan
+            .fallbacks
+            .iter()
+            .find(|f| f.body == c.body && f.section == c.section)
+            .map(|f| format!(" — {} ({})", f.kernel, f.family))
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "; {} section {}{who}\n{}\n",
+            c.body, c.section, c.asm
+        ));
+    }
+    Ok(text)
 }

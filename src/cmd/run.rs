@@ -10,10 +10,14 @@ use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum BackendArg {
-    /// The best JIT this CPU has (the host JIT today).
+    /// The best JIT this CPU has: aarch64 on aarch64 CPUs, host elsewhere (override with
+    /// BFLY_BACKEND=host|aarch64).
     Auto,
     /// Kernels JIT-compiled by Cranelift for this CPU, with a KV cache.
     Host,
+    /// NEON/dotprod/fp16 microkernels for the hot kernels, Cranelift for the rest (aarch64
+    /// CPUs only; BFLY_AARCH64_FEATURES limits the features used).
+    Aarch64,
     /// The f64 Graph-IR interpreter: slow, exact, the oracle (no KV cache).
     Reference,
 }
@@ -23,6 +27,7 @@ impl BackendArg {
         match self {
             BackendArg::Auto => BackendChoice::Auto,
             BackendArg::Host => BackendChoice::Host,
+            BackendArg::Aarch64 => BackendChoice::Aarch64,
             BackendArg::Reference => BackendChoice::Reference,
         }
     }

@@ -2,11 +2,20 @@
 //! LLVM (release), single-threaded. The Rust mirrors the nest the lowering emits (see
 //! `bfly inspect FILE --emit kernels --target host`); where the nest has a `vector for`
 //! reduction, the Rust keeps 4 lane accumulators (the reassociation the JIT's 4×f32 code
-//! does), since LLVM will not reorder a float sum on its own. `exp` is Rust's `f32::exp`.
+//! does), since LLVM will not reorder a float sum on its own. `exp`, `sin`, `cos` are
+//! Rust's `f32` ones (libm).
+//!
+//! Every kind has a row: the six here, the rest in `kinds/` (forward: monarch, rope, embed,
+//! concat; the dib twiddle producer and the twiddle pack; backward: butterfly, attention,
+//! rmsnorm; the adamw update). Where the program has other kernels than the one measured
+//! (a butterfly fed by the pack, say), only the kernels of the row's family are timed.
+//! Backward, optimizer and weight-time kinds are lowered for training (`B = 1`).
+//! `BFLY_BENCH_PRINT=1` prints every lowered program to stderr.
 //!
 //! Run: `cargo bench -p bfly-targets --bench kernels`.
 
 mod common;
+mod kinds;
 
 use bfly_targets::exec::Syms;
 use common::{graph, jit, random, ratio, rel_err, step_time, tensor, time, to_f32, us};
@@ -398,14 +407,31 @@ fn main() {
     println!();
     println!("| kernel | shape | jit µs | llvm µs | jit/llvm | err |");
     println!("|---|---|---:|---:|---:|---:|");
-    let cases: Vec<(&str, Result<Case, String>)> = vec![
+    let mut cases: Vec<(&str, Result<Case, String>)> = vec![
         ("matmul", run_matmul(512)),
         ("butterfly", run_butterfly(1024)),
+        ("monarch", kinds::forward::run_monarch(32)),
         ("rmsnorm", run_rmsnorm(1024)),
         ("softmax", run_softmax(1024)),
+        ("rope", kinds::forward::run_rope(1024, 16)),
         ("causal_attention", run_attention(512, 8)),
-        ("matmul.grad", run_matmul_grad(512)),
+        ("embed", kinds::forward::run_embed(4096, 1024)),
+        ("layout.concat", kinds::forward::run_concat(512)),
     ];
+    cases.extend(kinds::twiddles::run_dib_and_pack(1024));
+    cases.extend([
+        ("matmul.grad", run_matmul_grad(512)),
+        (
+            "backward.butterfly",
+            kinds::backward::run_butterfly_grad(1024),
+        ),
+        (
+            "backward.attention",
+            kinds::backward::run_attention_grad(512, 8),
+        ),
+        ("backward.rmsnorm", kinds::backward::run_rmsnorm_grad(1024)),
+        ("optimizer.adamw", kinds::optim::run_adamw(1024, 1024)),
+    ]);
     for (name, c) in cases {
         match c {
             Ok(c) => println!(

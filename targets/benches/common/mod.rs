@@ -37,10 +37,32 @@ pub fn jit(g: &Graph, threads: usize) -> Result<Jit, String> {
 }
 
 pub fn jit_with(g: &Graph, weights: Weights, threads: usize) -> Result<Jit, String> {
-    let program = lower_graph(g, LowerMode::Inference { context: 64 })
-        .map_err(|e| format!("lowering @{}: {e}", g.name))?;
+    jit_lowered(g, weights, LowerMode::Inference { context: 64 }, threads)
+}
+
+/// Lowers `g` for training (`[B, T, ..]` activations, backward and optimizer kernels, the
+/// twiddle producers in the step), JIT-compiles it and loads it on `threads` threads.
+pub fn jit_train(g: &Graph, threads: usize) -> Result<Jit, String> {
+    let weights = init_weights(g, 7)?;
+    jit_lowered(g, weights, LowerMode::Training, threads)
+}
+
+pub fn jit_lowered(
+    g: &Graph,
+    weights: Weights,
+    mode: LowerMode,
+    threads: usize,
+) -> Result<Jit, String> {
+    let program = lower_graph(g, mode).map_err(|e| format!("lowering @{}: {e}", g.name))?;
+    if std::env::var_os("BFLY_BENCH_PRINT").is_some() {
+        eprintln!("{}", program.print());
+    }
     let host = HostProgram::compile(&program).map_err(|e| format!("JIT @{}: {e}", g.name))?;
     let compile = host.compile_time();
+    // A `vector for` the JIT could not vectorize is the usual reason for a slow row.
+    for note in host.notes() {
+        eprintln!("note: @{}: {note}", g.name);
+    }
     let ex = Executor::new(Arc::new(program), Arc::new(host), &weights, threads)
         .map_err(|e| format!("loading @{}: {e}", g.name))?;
     Ok(Jit {
@@ -79,19 +101,49 @@ pub fn time(mut f: impl FnMut()) -> Duration {
 
 /// Median kernel time of one executor step (sum of the step kernels' profiled time).
 pub fn step_time(ex: &mut Executor, inputs: &[Tensor], syms: Syms) -> Result<Duration, String> {
+    timed_step(ex, inputs, syms, None)
+}
+
+/// Median time of the step kernels of one family (`KernelKind::family`, e.g.
+/// `backward.butterfly`, `layout.pack`) in one executor step: the other kernels of the
+/// program run but are not counted. Fails if no step kernel has that family.
+pub fn family_time(
+    ex: &mut Executor,
+    inputs: &[Tensor],
+    syms: Syms,
+    family: &str,
+) -> Result<Duration, String> {
+    timed_step(ex, inputs, syms, Some(family))
+}
+
+fn timed_step(
+    ex: &mut Executor,
+    inputs: &[Tensor],
+    syms: Syms,
+    family: Option<&str>,
+) -> Result<Duration, String> {
     ex.set_profiling(true);
     let mut err = None;
+    let mut seen = false;
     let d = median_of(|| {
         ex.reset_profile();
         if let Err(e) = ex.step(inputs, syms) {
             err = Some(e.to_string());
         }
-        Duration::from_nanos(ex.profile().iter().map(|p| p.2).sum())
+        let ns = ex
+            .profile()
+            .iter()
+            .filter(|p| family.is_none_or(|f| p.1 == f))
+            .inspect(|_| seen = true)
+            .map(|p| p.2)
+            .sum();
+        Duration::from_nanos(ns)
     });
     ex.set_profiling(false);
-    match err {
-        Some(e) => Err(e),
-        None => Ok(d),
+    match (err, family) {
+        (Some(e), _) => Err(e),
+        (None, Some(f)) if !seen => Err(format!("no step kernel of family `{f}`")),
+        (None, _) => Ok(d),
     }
 }
 

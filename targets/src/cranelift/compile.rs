@@ -32,7 +32,8 @@ use cranelift_module::{Linkage, Module, default_libcall_names};
 use std::sync::Mutex;
 use std::time::Instant;
 
-fn host_isa() -> Result<isa::OwnedTargetIsa, JitError> {
+/// The shared (ISA-independent) flags every build uses, described above.
+pub(super) fn isa_flags() -> Result<settings::Builder, JitError> {
     let mut flags = settings::builder();
     let verifier = if cfg!(debug_assertions) {
         "true"
@@ -53,6 +54,11 @@ fn host_isa() -> Result<isa::OwnedTargetIsa, JitError> {
             .set(name, value)
             .map_err(|e| JitError::Host(format!("flag {name}={value}: {e}")))?;
     }
+    Ok(flags)
+}
+
+fn host_isa() -> Result<isa::OwnedTargetIsa, JitError> {
+    let flags = isa_flags()?;
     let builder = cranelift_native::builder().map_err(|e| JitError::Host(e.to_string()))?;
     let isa = builder
         .finish(settings::Flags::new(flags))

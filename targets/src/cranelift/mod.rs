@@ -40,6 +40,7 @@
 //! freed when the `HostProgram` drops.
 
 mod compile;
+pub mod cross;
 mod f16;
 mod lower;
 mod math;
@@ -226,6 +227,15 @@ impl HostProgram {
     /// Number of compiled functions (sections over all bodies).
     pub fn num_functions(&self) -> usize {
         self.entries.iter().map(Vec::len).sum()
+    }
+
+    /// Params of `body` (how many buffer addresses its sections read); `usize::MAX` for
+    /// an unknown body, so no `args` array passes the check.
+    pub fn param_count(&self, body: BodyId) -> usize {
+        self.params
+            .get(body.0 as usize)
+            .copied()
+            .unwrap_or(usize::MAX)
     }
 
     fn entry(&self, body: BodyId, section: usize, nargs: usize) -> Option<usize> {

@@ -20,26 +20,52 @@
 //! The work row is the output row itself when nothing is truncated and the output is f32;
 //! otherwise a per-row f32 scratch (so f16 outputs round once, like the reference).
 
-use super::emit::{Kb, bind, maybe_loop};
+use super::emit::{Kb, bind, maybe_loop, tidy};
 use super::epilogue::Epilogue;
 use super::shape::{R, arity, cprod, err, int, operand, result, view};
 use super::site::{ArgRef, LowerMode, OpLowering, OpSite};
 use super::twiddles::{pack_kernel, packed_dims, shape, stage_stride};
-use bfly_ir::kernel::{BodyBuilder, ButterflyDesc, Expr, KernelKind, LoopKind};
+use bfly_ir::kernel::{Body, BodyBuilder, BodyParam, ButterflyDesc, Expr, KernelKind, LoopKind};
 use bfly_ir::{DType, Dim, StrideOrder, butterfly_width};
 
 /// Geometry of one butterfly layer, as index constants.
-struct Geo {
-    n_in: i64,
-    n_out: i64,
-    n: i64,
-    half: i64,
-    groups: u64,
-    stacks: u64,
-    blocks: u64,
-    stages: u64,
-    stride: StrideOrder,
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Geo {
+    pub n_in: i64,
+    pub n_out: i64,
+    pub n: i64,
+    pub half: i64,
+    pub groups: u64,
+    pub stacks: u64,
+    pub blocks: u64,
+    pub stages: u64,
+    pub stride: StrideOrder,
 }
+
+/// The body params one section reads and writes (`work == y` when in place).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct SectionParams {
+    pub x: u32,
+    pub tw: u32,
+    pub bias: Option<u32>,
+    pub y: u32,
+    pub work: u32,
+}
+
+/// Row widths and the output form of one section.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct SectionShape {
+    /// `groups · n_in` and `groups · n_out`: the row strides of `x` and `y`.
+    pub gi_n_in: i64,
+    pub gi_n_out: i64,
+    /// The work row is the output row itself.
+    pub in_place: bool,
+    /// A final loop stores bias/epilogue values (or copies a truncated work row) into `y`.
+    pub tail: bool,
+}
+
+/// The epilogue chain applied to a stored value: `(builder, value, row, column) → value`.
+pub(crate) type ApplyEpilogue<'a> = dyn FnMut(&mut BodyBuilder, Expr, &Expr, &Expr) -> Expr + 'a;
 
 pub fn lower(
     site: &OpSite,
@@ -108,12 +134,65 @@ pub fn lower(
         scratch.push((DType::F32, dims));
         kb.arg("work", DType::F32, ArgRef::Scratch(scratch.len() - 1))
     };
-    let g = &geo;
-    let (gi_n_in, gi_n_out) = (
-        int(site, ts.groups * n_in)?,
-        int(site, ts.groups.saturating_mul(n_out))?,
-    );
-    kb.b.for_(LoopKind::Parallel, 0, rows, |b, r| {
+    let params = SectionParams {
+        x: px,
+        tw: pt,
+        bias,
+        y: py,
+        work,
+    };
+    let form = SectionShape {
+        gi_n_in: int(site, ts.groups * n_in)?,
+        gi_n_out: int(site, ts.groups.saturating_mul(n_out))?,
+        in_place,
+        tail: !(in_place && bias.is_none() && ep.is_empty()),
+    };
+    build_section(&mut kb.b, &geo, &params, &form, rows, &mut |b, v, r, c| {
+        ep.apply(b, v, r, c)
+    });
+    let mut names: Vec<String> = bias.map(|_| "bias".to_string()).into_iter().collect();
+    names.extend(epi.names());
+    let desc = ButterflyDesc {
+        n: ts.n,
+        stages: ts.stages,
+        blocks: ts.blocks,
+        stacks: ts.stacks,
+        groups: ts.groups,
+        dtype: tw.dtype,
+        layout: "pairs-in-lanes".into(),
+        epilogue: names,
+    };
+    Ok(OpLowering {
+        kernels: vec![pack, kb.finish(KernelKind::Butterfly(desc))],
+        scratch,
+    })
+}
+
+/// The layer's one section: `parallel for row in 0..rows { … }` (see the module doc).
+/// `lower` builds it with the fused epilogue; the aarch64 butterfly microkernel rebuilds it
+/// from a body's geometry to check, statement for statement, that the body is this form.
+pub(crate) fn build_section(
+    b: &mut BodyBuilder,
+    g: &Geo,
+    p: &SectionParams,
+    shape: &SectionShape,
+    rows: Expr,
+    apply: &mut ApplyEpilogue,
+) {
+    let &SectionParams {
+        x: px,
+        tw: pt,
+        bias,
+        y: py,
+        work,
+    } = p;
+    let &SectionShape {
+        gi_n_in,
+        gi_n_out,
+        in_place,
+        tail,
+    } = shape;
+    b.for_(LoopKind::Parallel, 0, rows, |b, r| {
         maybe_loop(b, g.groups, |b, gi| {
             maybe_loop(b, g.stacks, |b, s| {
                 // Output column of this (group, stack)'s first value.
@@ -137,7 +216,7 @@ pub fn lower(
                 stages(b, g, work, pt, wb.clone(), tb);
                 // Values of this stack that survive truncation.
                 let count = Expr::Int(g.n).min(Expr::Int(g.n_out) - s * g.n);
-                if in_place && bias.is_none() && ep.is_empty() {
+                if !tail {
                     return;
                 }
                 b.for_(LoopKind::Vector, 0, count, |b, j| {
@@ -147,7 +226,7 @@ pub fn lower(
                         Some(p) => v + Expr::load(p, col.clone()),
                         None => v,
                     };
-                    let v = ep.apply(b, v, &Expr::Var(r), &col);
+                    let v = apply(b, v, &Expr::Var(r), &col);
                     // In place, the store goes where the value was read.
                     let at = if in_place {
                         wb.clone() + j
@@ -159,22 +238,25 @@ pub fn lower(
             });
         });
     });
-    let mut names: Vec<String> = bias.map(|_| "bias".to_string()).into_iter().collect();
-    names.extend(epi.names());
-    let desc = ButterflyDesc {
-        n: ts.n,
-        stages: ts.stages,
-        blocks: ts.blocks,
-        stacks: ts.stacks,
-        groups: ts.groups,
-        dtype: tw.dtype,
-        layout: "pairs-in-lanes".into(),
-        epilogue: names,
-    };
-    Ok(OpLowering {
-        kernels: vec![pack, kb.finish(KernelKind::Butterfly(desc))],
-        scratch,
-    })
+}
+
+/// [`build_section`] alone in a body with `params` (names, dtypes), constants folded as
+/// `lower` folds them, the epilogue left out of the tail loop (`y = work (+ bias)`).
+pub(crate) fn rebuild_section(
+    params: &[BodyParam],
+    g: &Geo,
+    p: &SectionParams,
+    shape: &SectionShape,
+    rows: Expr,
+) -> Body {
+    let mut b = BodyBuilder::new();
+    for q in params {
+        b.param(&q.name, q.dtype, q.access);
+    }
+    build_section(&mut b, g, p, shape, rows, &mut |_, v, _, _| v);
+    let mut body = b.finish();
+    tidy(&mut body);
+    body
 }
 
 /// Every stage of every block, in place on `work[wb .. wb + n]`; `tb` is the first packed

@@ -9,7 +9,7 @@
 //!   shared bodies.
 
 mod attention;
-mod butterfly;
+pub(crate) mod butterfly;
 pub mod driver;
 mod elementwise;
 mod emit;

@@ -287,6 +287,42 @@ impl Case {
     }
 }
 
+/// A case lowered and evaluated by the reference, ready to run on any backend.
+pub struct Prepared {
+    pub g: Graph,
+    pub program: bfly_ir::kernel::KernelProgram,
+    pub inputs: Vec<Tensor>,
+    pub weights: Weights,
+    pub syms: Syms,
+    pub want: Vec<Tensor>,
+    pub int_tol: i64,
+}
+
+impl Prepared {
+    /// Compares `got` with the reference outputs (as `Case::check` does).
+    pub fn compare(&self, got: &[Tensor], tol: f64) {
+        compare(&self.want, got, tol, self.int_tol, &self.program);
+    }
+}
+
+impl Case {
+    /// Finishes the graph, lowers it (verified) and evaluates the reference.
+    pub fn prepare(mut self) -> Prepared {
+        self.finish_graph();
+        let program = self.lower();
+        let want = eval(&self.g, &self.inputs, &self.weights);
+        Prepared {
+            g: self.g,
+            program,
+            inputs: self.inputs,
+            weights: self.weights,
+            syms: self.syms,
+            want,
+            int_tol: self.int_tol,
+        }
+    }
+}
+
 fn compare(
     want: &[Tensor],
     got: &[Tensor],

@@ -1,0 +1,301 @@
+//! Tokens in lanes (prefill, training: 4 rows at a time): the 4 work rows are transposed
+//! into a `[n][4]` stack buffer (4×4 blocks with TRN1/TRN2 `.4s` then `.2d`), so lane `t` of
+//! vector `e` is element `e` of row `t`; then every stage is a plain 2×2 update of whole
+//! vectors with each twiddle a by-element scalar (`FMUL`/`FMLA v.s[l]`): one q load of
+//! twiddles serves four pairs of four tokens. Transposed back at the end.
+
+use crate::aarch64::emit::{Asm, Cond, V, Width, X};
+
+use super::lanes::StageRef;
+
+/// The stack buffer's bytes for rows of `n` floats.
+pub fn buffer_bytes(n: u32) -> u64 {
+    16 * u64::from(n)
+}
+
+const BUF: X = X(13);
+const TW: X = X(14);
+const HI: X = X(15);
+const OUTER: X = X(23);
+const INNER: X = X(24);
+
+/// Points `d` at the stack buffer (`sp`).
+fn buffer(asm: &mut Asm, d: X) {
+    asm.add_imm(d, X(31), 0);
+}
+
+/// Transposes rows `rows[0..4]` (each `n` floats) into the buffer (`into == true`) or
+/// back. Clobbers x13, x15, x23..x26, v0..v7, v16..v19.
+pub fn transpose(asm: &mut Asm, rows: [X; 4], n: u32, into: bool) {
+    asm.comment(if into {
+        "4 work rows → [n][4] stack buffer (4×4 TRN transposes)"
+    } else {
+        "[n][4] stack buffer → 4 work rows"
+    });
+    let copies = [X(23), X(24), X(25), X(26)];
+    for (c, r) in copies.iter().zip(rows) {
+        asm.mov(*c, r);
+    }
+    buffer(asm, BUF);
+    asm.mov_imm(HI, i64::from(n / 4));
+    let top = asm.new_label();
+    asm.bind(top);
+    if into {
+        for (k, c) in copies.iter().enumerate() {
+            asm.ldr_post(Width::Q, V(k as u32), *c, 16);
+        }
+    } else {
+        asm.ld1_4s(V(0), 4, BUF, true);
+    }
+    let (t0, t1, t2, t3) = (V(16), V(17), V(18), V(19));
+    asm.trn1_4s(t0, V(0), V(1));
+    asm.trn2_4s(t1, V(0), V(1));
+    asm.trn1_4s(t2, V(2), V(3));
+    asm.trn2_4s(t3, V(2), V(3));
+    asm.trn1_2d(V(4), t0, t2);
+    asm.trn1_2d(V(5), t1, t3);
+    asm.trn2_2d(V(6), t0, t2);
+    asm.trn2_2d(V(7), t1, t3);
+    if into {
+        asm.st1_4s(V(4), 4, BUF, true);
+    } else {
+        for (k, c) in copies.iter().enumerate() {
+            asm.str_post(Width::Q, V(4 + k as u32), *c, 16);
+        }
+    }
+    asm.subs_imm(HI, HI, 1);
+    asm.b_cond(Cond::Ne, top);
+}
+
+/// Emits one stage on the buffer; `tw` points at this (group, stack)'s packed twiddles.
+/// Marks the inner loop `hot_loop` when `hot` (stride ≥ 4 only). Clobbers x13..x15, x23,
+/// x24, v0..v3, v16..v31. Returns the arithmetic instructions per inner iteration.
+pub fn stage(asm: &mut Asm, st: StageRef, n: u32, tw: X, hot: bool) -> u32 {
+    let s = st.stride;
+    let half = n / 2;
+    asm.comment(format!(
+        "tokens stage: stride {s}, 4 pairs × 4 tokens per iteration (v16..v23 → v24..v31)"
+    ));
+    asm.add_imm(TW, tw, st.index * 8 * u64::from(n));
+    buffer(asm, BUF);
+    // (lo, hi) positions of lane l's pair among the 8 vectors loaded per iteration.
+    let pos: [(u32, u32); 4] = match s {
+        1 => [(0, 1), (2, 3), (4, 5), (6, 7)],
+        2 => [(0, 2), (1, 3), (4, 6), (5, 7)],
+        _ => [(0, 4), (1, 5), (2, 6), (3, 7)],
+    };
+    // Second block of 4 vectors: the partners `s` vectors on (stride ≥ 4) or the next 4.
+    let gap = if s >= 4 { 16 * s } else { 64 };
+    asm.add_imm(HI, BUF, u64::from(gap));
+    let (outer_n, inner_n) = if s >= 4 {
+        (half / s, s / 4)
+    } else {
+        (1, n / 8)
+    };
+    if outer_n > 1 {
+        asm.mov_imm(OUTER, i64::from(outer_n));
+    }
+    let outer = asm.new_label();
+    asm.bind(outer);
+    asm.mov_imm(INNER, i64::from(inner_n));
+    let inner = asm.new_label();
+    if hot {
+        asm.mark("hot_loop");
+    }
+    asm.bind(inner);
+    asm.ld1_4s(V(16), 4, BUF, false);
+    asm.ld1_4s(V(20), 4, HI, false);
+    for k in 0..4u32 {
+        asm.ldr(Width::Q, V(k), TW, 4 * k * half);
+    }
+    asm.add_imm(TW, TW, 16);
+    let [a, b, c, d] = [V(0), V(1), V(2), V(3)];
+    for (l, &(lo, hi)) in pos.iter().enumerate() {
+        asm.fmul_4s_lane(V(24 + lo), V(16 + lo), a, l as u8);
+        asm.fmul_4s_lane(V(24 + hi), V(16 + lo), c, l as u8);
+    }
+    for (l, &(lo, hi)) in pos.iter().enumerate() {
+        asm.fmla_4s_lane(V(24 + lo), V(16 + hi), b, l as u8);
+        asm.fmla_4s_lane(V(24 + hi), V(16 + hi), d, l as u8);
+    }
+    let step = if s >= 4 { 64 } else { 128 };
+    asm.st1_4s(V(24), 4, BUF, false);
+    asm.st1_4s(V(28), 4, HI, false);
+    asm.add_imm(BUF, BUF, step);
+    asm.add_imm(HI, HI, step);
+    asm.subs_imm(INNER, INNER, 1);
+    asm.b_cond(Cond::Ne, inner);
+    if hot {
+        asm.mark("hot_loop_end");
+    }
+    if outer_n > 1 {
+        // Skip the partners' block.
+        asm.add_imm(BUF, BUF, u64::from(16 * s));
+        asm.add_imm(HI, HI, u64::from(16 * s));
+        asm.subs_imm(OUTER, OUTER, 1);
+        asm.b_cond(Cond::Ne, outer);
+    }
+    16
+}
+
+/// Tokens-layout passes: consecutive stages of strides {s, 2s} fuse into a radix-4 pass,
+/// the others run alone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TokenPass {
+    Radix4(StageRef, StageRef),
+    Radix2(StageRef),
+}
+
+/// Strides 1 and 2 fuse only when an iteration's 16 vectors fit in the row (n ≥ 16).
+pub fn plan(stages: &[StageRef], n: u32) -> Vec<TokenPass> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < stages.len() {
+        if let Some(&next) = stages.get(i + 1) {
+            let (a, b) = (stages[i].stride, next.stride);
+            if (a == 2 * b || b == 2 * a) && (a.min(b) >= 4 || n >= 16) {
+                out.push(TokenPass::Radix4(stages[i], next));
+                i += 2;
+                continue;
+            }
+        }
+        out.push(TokenPass::Radix2(stages[i]));
+        i += 1;
+    }
+    out
+}
+
+/// Free registers of the radix-4 pass (v8..v11: their low halves are saved by the caller).
+pub const RADIX4_FREE: [V; 4] = [V(8), V(9), V(10), V(11)];
+
+/// Two stages of strides `s`, `2s` fused: per iteration 4 quartets `(p, p+s, p+2s, p+3s)`
+/// of 4-token vectors (16 registers), each stage's twiddles one q load per coefficient and
+/// pair kind (4 consecutive pair indices, one per quartet): 64 FMUL/FMLA by element per
+/// 16 data loads, 16 data stores and 16 twiddle loads.
+///
+/// Quartet `l` of an iteration: stride ≥ 4: `p = m·4s + 4j + l` (the 4 quartets'
+/// twiddles are consecutive); stride 1: `p = 4(m + l)`, the pair-0–1 and pair-2–3 twiddles
+/// interleaved (pair index `2(m+l)` / `+1`); stride 2: `p = 8(m + l/2) + l%2`, interleaved
+/// by pairs of floats: both read from two q loads by lane.
+pub fn radix4(asm: &mut Asm, first: StageRef, second: StageRef, n: u32, tw: X, hot: bool) -> u32 {
+    let s = first.stride.min(second.stride);
+    let half = n / 2;
+    let (small, big) = if first.stride == s {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    asm.comment(format!(
+        "tokens radix-4: strides {} then {}, 4 quartets × 4 tokens in v16..v31, twiddles \
+         v0..v7, free v8..v11",
+        first.stride, second.stride
+    ));
+    let (ta, tb) = (TW, HI);
+    asm.add_imm(ta, tw, small.index * 8 * u64::from(n));
+    asm.add_imm(tb, tw, big.index * 8 * u64::from(n));
+    buffer(asm, BUF);
+    let off = |k: u32, l: u32| -> u32 {
+        16 * match s {
+            1 => 4 * l + k,
+            2 => 8 * (l / 2) + l % 2 + 2 * k,
+            _ => k * s + l,
+        }
+    };
+    let (outer_n, inner_n, data_step, tw_step) = if s >= 4 {
+        (n / (4 * s), s / 4, 64, 16)
+    } else {
+        (1, n / 16, 256, 32)
+    };
+    if outer_n > 1 {
+        asm.mov_imm(OUTER, i64::from(outer_n));
+    }
+    let outer = asm.new_label();
+    asm.bind(outer);
+    asm.mov_imm(INNER, i64::from(inner_n));
+    let inner = asm.new_label();
+    if hot {
+        asm.mark("hot_loop");
+    }
+    asm.bind(inner);
+    // map[4k + l]: member k of quartet l.
+    let mut map: Vec<V> = (0..16).map(|r| V(16 + r)).collect();
+    let mut free: Vec<V> = RADIX4_FREE.to_vec();
+    for k in 0..4 {
+        for l in 0..4 {
+            asm.ldr(Width::Q, map[(4 * k + l) as usize], BUF, off(k, l));
+        }
+    }
+    for st in [first, second] {
+        let base = if st.stride == s { ta } else { tb };
+        let kinds: [(usize, usize); 2] = if st.stride == s {
+            [(0, 1), (2, 3)]
+        } else {
+            [(0, 2), (1, 3)]
+        };
+        if s < 4 {
+            // The 8 floats of pair indices `i0 .. i0+8` of each coefficient in two q
+            // registers; lanes are picked by the by-element form (no de-interleave).
+            for c in 0..4u32 {
+                for h in 0..2u32 {
+                    asm.ldr(Width::Q, V(2 * c + h), base, 4 * (c * half + 4 * h));
+                }
+            }
+        }
+        for (q, (klo, khi)) in kinds.into_iter().enumerate() {
+            if s >= 4 {
+                for c in 0..4u32 {
+                    asm.ldr(Width::Q, V(c), base, 4 * (c * half + q as u32 * s));
+                }
+            }
+            for l in 0..4usize {
+                // (register, lane) of coefficient c for pair kind q of quartet l.
+                let (q32, l32) = (q as u32, l as u32);
+                let at = |c: u32| -> (V, u8) {
+                    match s {
+                        1 => (V(2 * c + l32 / 2), (2 * (l32 % 2) + q32) as u8),
+                        2 => (V(2 * c + l32 / 2), (2 * q32 + l32 % 2) as u8),
+                        _ => (V(c), l32 as u8),
+                    }
+                };
+                let (lo, hi) = (map[4 * klo + l], map[4 * khi + l]);
+                let (nl, nh) = match (free.pop(), free.pop()) {
+                    (Some(a), Some(b)) => (a, b),
+                    _ => {
+                        asm.fail("tokens radix-4: no free register".into());
+                        return 0;
+                    }
+                };
+                let [(a, la), (b, lb), (c, lc), (d, ld)] = [at(0), at(1), at(2), at(3)];
+                asm.fmul_4s_lane(nl, lo, a, la);
+                asm.fmul_4s_lane(nh, lo, c, lc);
+                asm.fmla_4s_lane(nl, hi, b, lb);
+                asm.fmla_4s_lane(nh, hi, d, ld);
+                free.push(lo);
+                free.push(hi);
+                map[4 * klo + l] = nl;
+                map[4 * khi + l] = nh;
+            }
+        }
+    }
+    for k in 0..4 {
+        for l in 0..4 {
+            asm.str(Width::Q, map[(4 * k + l) as usize], BUF, off(k, l));
+        }
+    }
+    asm.add_imm(BUF, BUF, data_step);
+    asm.add_imm(ta, ta, tw_step);
+    asm.add_imm(tb, tb, tw_step);
+    asm.subs_imm(INNER, INNER, 1);
+    asm.b_cond(Cond::Ne, inner);
+    if hot {
+        asm.mark("hot_loop_end");
+    }
+    if outer_n > 1 {
+        asm.add_imm(BUF, BUF, u64::from(16 * 3 * s));
+        asm.add_imm(ta, ta, u64::from(4 * s));
+        asm.add_imm(tb, tb, u64::from(4 * s));
+        asm.subs_imm(OUTER, OUTER, 1);
+        asm.b_cond(Cond::Ne, outer);
+    }
+    64
+}

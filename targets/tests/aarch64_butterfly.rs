@@ -1,0 +1,252 @@
+//! The aarch64 butterfly forward microkernel (`butterfly.f32.*`) against the f64 reference:
+//! random widths n = 2..512 (in ≤ n, out up to 3 stacks, 1–3 groups, 1–2 blocks, both
+//! stride orders), T ∈ {1, 2, 3, 4, 5, 8} (tokens-in-lanes for 4-row blocks, pairs-in-lanes
+//! for the rest), 1 and 3 threads (lo..hi splits), inference and training layouts, with and
+//! without bias and the fused epilogues (residual add, SiLU·mul, GELU).
+//!
+//! Every case asserts that the butterfly microkernel was selected and which variant
+//! (`tokens+pairs` when n ≥ 8, `pairs` otherwise). On a non-aarch64 host only emission and
+//! selection are checked; under QEMU the code runs.
+//!
+//! Tolerance: `4e-6 · L` (L = blocks · log2 n stages, at least `1e-5`) relative to
+//! `max(1, max |reference|)`. Each stage rounds every value about twice in f32 (2^-24 each,
+//! FMUL + FMLA) relative to the stage's inputs, which for random twiddles in [−1, 1) stay
+//! within ~10× the outputs' scale: ≈ 2·6e-8·10 = 1.2e-6 per stage, 4e-6 leaves 3× margin.
+//! The exp polynomial adds ≤ 2 ulp relative. A wrong index or twiddle shows at O(1).
+
+mod aarch64_common;
+mod lower_common;
+
+use aarch64_common::{expect_micro, features, run_and_compare};
+use bfly_compiler::Mode;
+use bfly_ir::init::SplitMix64;
+use bfly_ir::kernel::KernelKind;
+use bfly_ir::{Op, StrideOrder, Value, butterfly_width};
+use bfly_targets::aarch64::Aarch64Plan;
+use bfly_targets::lower::{LowerMode, lower_graph};
+use lower_common::*;
+
+#[derive(Clone, Copy, Debug)]
+enum Epi {
+    None,
+    Add,
+    SiluMul,
+    Gelu,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    n_in: u64,
+    n_out: u64,
+    groups: u64,
+    blocks: u64,
+    inc: bool,
+    bias: bool,
+    epi: Epi,
+}
+
+fn fuse(c: &mut Case, members: &[Value]) {
+    let r = c.g.new_region();
+    for v in members {
+        c.g.set_region(v.node, Some(r));
+    }
+}
+
+fn prepare(seed: u64, batch: Option<usize>, t: usize, s: Shape) -> Prepared {
+    let mut c = Case::new(seed, batch, t);
+    let n = butterfly_width(s.n_in);
+    let stacks = s.n_out.div_ceil(n);
+    let stages = u64::from(n.trailing_zeros());
+    let x = c.act(s.groups * s.n_in);
+    let tw = c.param(&[s.groups, stacks, s.blocks, stages, n / 2, 2, 2]);
+    let mut args = vec![x, tw];
+    if s.bias {
+        args.push(c.param(&[s.groups * s.n_out]));
+    }
+    let stride = if s.inc {
+        StrideOrder::Increasing
+    } else {
+        StrideOrder::Decreasing
+    };
+    let op = Op::Butterfly {
+        n_in: s.n_in,
+        n_out: s.n_out,
+        stride,
+    };
+    let y = c.op1(op, &args);
+    let out = match s.epi {
+        Epi::None => y,
+        Epi::Add => {
+            let res = c.act(s.groups * s.n_out);
+            let a = c.op1(Op::Add, &[res, y]);
+            fuse(&mut c, &[y, a]);
+            a
+        }
+        Epi::SiluMul => {
+            let up = c.act(s.groups * s.n_out);
+            let a = c.op1(Op::Silu, &[y]);
+            let m = c.op1(Op::Mul, &[a, up]);
+            fuse(&mut c, &[y, a, m]);
+            m
+        }
+        Epi::Gelu => {
+            let a = c.op1(Op::Gelu, &[y]);
+            fuse(&mut c, &[y, a]);
+            a
+        }
+    };
+    c.out(out);
+    c.prepare()
+}
+
+fn tolerance(s: &Shape) -> f64 {
+    let l = s.blocks * u64::from(butterfly_width(s.n_in).trailing_zeros());
+    (4e-6 * l as f64).max(1e-5)
+}
+
+/// Asserts the butterfly microkernel (and the expected variant) was selected.
+fn check_selected(p: &Prepared, s: &Shape) {
+    let f = features();
+    let plan = expect_micro(p, f, "butterfly.f32");
+    let n = butterfly_width(s.n_in);
+    let want = if n >= 8 { "tokens+pairs" } else { "pairs" };
+    let m = plan
+        .micro
+        .iter()
+        .find(|m| m.micro.name.starts_with("butterfly.f32"))
+        .expect("selected");
+    let variant = m.micro.name.split(' ').next().unwrap_or_default();
+    assert_eq!(
+        variant,
+        format!("butterfly.f32.{want}"),
+        "variant for n = {n}: {}",
+        m.micro.name
+    );
+    assert!(
+        !plan
+            .fallbacks
+            .iter()
+            .filter_map(|fb| fb.reason.as_deref().filter(|_| fb.family == "butterfly"))
+            .any(|r| !r.starts_with("not the layer's section:")),
+        "a butterfly section was declined:\n{}",
+        plan.fallback_report()
+    );
+}
+
+fn run(seed: u64, batch: Option<usize>, t: usize, s: Shape) {
+    let p = prepare(seed, batch, t, s);
+    check_selected(&p, &s);
+    for threads in [1, 3] {
+        run_and_compare(&p, features(), threads, tolerance(&s));
+    }
+}
+
+fn random_shape(rng: &mut SplitMix64) -> Shape {
+    let log = 1 + rng.next_u64() % 9; // n = 2 ..= 512
+    let n = 1u64 << log;
+    let n_in = if n == 2 {
+        2
+    } else {
+        n / 2 + 1 + rng.next_u64() % (n / 2)
+    };
+    let n_out = 1 + rng.next_u64() % (3 * n);
+    let epi = match rng.next_u64() % 5 {
+        0 => Epi::Add,
+        1 => Epi::SiluMul,
+        2 => Epi::Gelu,
+        _ => Epi::None,
+    };
+    Shape {
+        n_in,
+        n_out,
+        groups: 1 + rng.next_u64() % 3,
+        blocks: 1 + rng.next_u64() % 2,
+        inc: rng.next_u64().is_multiple_of(2),
+        bias: rng.next_u64().is_multiple_of(3),
+        epi,
+    }
+}
+
+#[test]
+fn random_shapes_and_token_counts() {
+    let mut rng = SplitMix64::new(0xb0f1);
+    for case in 0..36u64 {
+        let s = random_shape(&mut rng);
+        let t = [1, 2, 3, 4, 5, 8][(case % 6) as usize];
+        let batch = (case % 7 == 3).then_some(2);
+        run(case, batch, t, s);
+    }
+}
+
+#[test]
+fn every_width_in_place_and_truncated() {
+    for log in 1..=9u32 {
+        let n = 1u64 << log;
+        for (k, (n_in, n_out)) in [(n, n), (n, 2 * n), (n.max(3) - 1, n / 2 + 1)]
+            .into_iter()
+            .enumerate()
+        {
+            let s = Shape {
+                n_in: n_in.max(2),
+                n_out: n_out.max(1),
+                groups: 1,
+                blocks: 1 + (log as u64 + k as u64) % 2,
+                inc: k != 1,
+                bias: k == 2,
+                epi: Epi::None,
+            };
+            run(u64::from(log) * 10 + k as u64, None, [1, 5, 8][k], s);
+        }
+    }
+}
+
+#[test]
+fn fused_epilogues() {
+    for (k, epi) in [Epi::Add, Epi::SiluMul, Epi::Gelu].into_iter().enumerate() {
+        for (n_in, n_out, groups, t) in [(32, 32, 4, 5), (128, 256, 1, 4), (64, 96, 2, 3)] {
+            let s = Shape {
+                n_in,
+                n_out,
+                groups,
+                blocks: 1,
+                inc: k % 2 == 0,
+                bias: k == 0,
+                epi,
+            };
+            run(k as u64 + n_in, None, t, s);
+        }
+    }
+}
+
+/// Every pairs-in-lanes butterfly section of every golden model (inference and training)
+/// gets the microkernel.
+#[test]
+fn golden_models_get_the_microkernel() {
+    for (stem, spec, file) in golden_specs() {
+        for mode in [Mode::Infer, Mode::Train] {
+            let g = graph_at(&spec, &file, mode, None);
+            let lower = match mode {
+                Mode::Infer => LowerMode::Inference {
+                    context: spec.model.context.node,
+                },
+                _ => LowerMode::Training,
+            };
+            let p = lower_graph(&g, lower).unwrap_or_else(|e| panic!("{stem}: {e}"));
+            let plan = Aarch64Plan::emit(&p, features());
+            for k in &p.kernels {
+                let KernelKind::Butterfly(d) = &k.kind else {
+                    continue;
+                };
+                if d.layout != "pairs-in-lanes" {
+                    continue;
+                }
+                assert!(
+                    plan.micro.iter().any(|m| m.body == k.body),
+                    "{stem} {mode:?}: {} has no microkernel:\n{}",
+                    k.name,
+                    plan.fallback_report()
+                );
+            }
+        }
+    }
+}
