@@ -14,7 +14,6 @@ mod lower_common;
 use aarch64_common::{expect_micro, features, run_and_compare};
 use bfly_ir::Op;
 use bfly_ir::init::SplitMix64;
-use bfly_targets::reference::{Data, Tensor};
 use lower_common::*;
 
 const TOL: f64 = 1e-5;
@@ -110,32 +109,16 @@ fn decode_steps_through_the_cache_match_the_reference() {
     }
 }
 
-/// Rows `lo..hi` of a `[T, ..]` tensor.
-fn rows(x: &Tensor, lo: usize, hi: usize) -> Tensor {
-    let width = x.numel() / x.shape[0];
-    let mut shape = x.shape.clone();
-    shape[0] = hi - lo;
-    match &x.data {
-        Data::F(v) => Tensor::float(x.dtype, shape, v[lo * width..hi * width].to_vec()),
-        Data::I(v) => Tensor::int(x.dtype, shape, v[lo * width..hi * width].to_vec()),
-    }
-}
-
 /// Prefills `split` tokens, then decodes the rest one step of 1..=3 tokens at a time at
 /// `pos = tokens so far` on one executor (its KV cache carries over), comparing every
 /// step's rows with the reference's rows of the whole sequence.
 fn decode(p: &Prepared, split: usize, threads: usize) {
     #[cfg(target_arch = "aarch64")]
     {
-        use bfly_targets::aarch64::Aarch64Program;
-        use bfly_targets::cranelift::JitOptions;
-        use bfly_targets::exec::{Executor, Syms};
-        use std::sync::Arc;
-        let program = Arc::new(p.program.clone());
-        let jit = Aarch64Program::compile(&program, features(), JitOptions::code_only())
-            .unwrap_or_else(|e| panic!("compiling: {e}"));
-        let mut exec = Executor::new(program, Arc::new(jit), &p.weights, threads)
-            .unwrap_or_else(|e| panic!("loading: {e}"));
+        use aarch64_common::rows;
+        use bfly_targets::exec::Syms;
+        use bfly_targets::reference::Tensor;
+        let mut exec = aarch64_common::executor(p, features(), threads);
         let t = p.syms.t;
         let mut lo = 0;
         let mut hi = split;
@@ -158,11 +141,6 @@ fn decode(p: &Prepared, split: usize, threads: usize) {
     }
     #[cfg(not(target_arch = "aarch64"))]
     {
-        let _ = (
-            p,
-            split,
-            threads,
-            rows as fn(&Tensor, usize, usize) -> Tensor,
-        );
+        let _ = (p, split, threads);
     }
 }

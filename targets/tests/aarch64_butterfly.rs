@@ -17,13 +17,11 @@
 mod aarch64_common;
 mod lower_common;
 
-use aarch64_common::{expect_micro, features, run_and_compare};
-use bfly_compiler::Mode;
+use aarch64_common::{expect_micro, features, fuse, golden_programs, run_and_compare};
 use bfly_ir::init::SplitMix64;
 use bfly_ir::kernel::KernelKind;
-use bfly_ir::{Op, StrideOrder, Value, butterfly_width};
+use bfly_ir::{Op, StrideOrder, butterfly_width};
 use bfly_targets::aarch64::Aarch64Plan;
-use bfly_targets::lower::{LowerMode, lower_graph};
 use lower_common::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -43,13 +41,6 @@ struct Shape {
     inc: bool,
     bias: bool,
     epi: Epi,
-}
-
-fn fuse(c: &mut Case, members: &[Value]) {
-    let r = c.g.new_region();
-    for v in members {
-        c.g.set_region(v.node, Some(r));
-    }
 }
 
 fn prepare(seed: u64, batch: Option<usize>, t: usize, s: Shape) -> Prepared {
@@ -222,31 +213,21 @@ fn fused_epilogues() {
 /// gets the microkernel.
 #[test]
 fn golden_models_get_the_microkernel() {
-    for (stem, spec, file) in golden_specs() {
-        for mode in [Mode::Infer, Mode::Train] {
-            let g = graph_at(&spec, &file, mode, None);
-            let lower = match mode {
-                Mode::Infer => LowerMode::Inference {
-                    context: spec.model.context.node,
-                },
-                _ => LowerMode::Training,
+    for (stem, mode, p) in golden_programs() {
+        let plan = Aarch64Plan::emit(&p, features());
+        for k in &p.kernels {
+            let KernelKind::Butterfly(d) = &k.kind else {
+                continue;
             };
-            let p = lower_graph(&g, lower).unwrap_or_else(|e| panic!("{stem}: {e}"));
-            let plan = Aarch64Plan::emit(&p, features());
-            for k in &p.kernels {
-                let KernelKind::Butterfly(d) = &k.kind else {
-                    continue;
-                };
-                if d.layout != "pairs-in-lanes" {
-                    continue;
-                }
-                assert!(
-                    plan.micro.iter().any(|m| m.body == k.body),
-                    "{stem} {mode:?}: {} has no microkernel:\n{}",
-                    k.name,
-                    plan.fallback_report()
-                );
+            if d.layout != "pairs-in-lanes" {
+                continue;
             }
+            assert!(
+                plan.micro.iter().any(|m| m.body == k.body),
+                "{stem} {mode:?}: {} has no microkernel:\n{}",
+                k.name,
+                plan.fallback_report()
+            );
         }
     }
 }

@@ -16,7 +16,7 @@
 mod aarch64_common;
 mod lower_common;
 
-use aarch64_common::{expect_micro, features, run_and_compare};
+use aarch64_common::{expect_micro, features, golden_programs, prepare_fused, run_and_compare};
 use bfly_ir::init::SplitMix64;
 use bfly_ir::{Dim, Op, Value};
 use bfly_targets::aarch64::{Aarch64Plan, CpuFeatures};
@@ -68,13 +68,6 @@ struct Shape {
     k: u64,
     bias: bool,
     tail: Tail,
-}
-
-fn fuse(c: &mut Case, members: &[Value]) {
-    let r = c.g.new_region();
-    for v in members {
-        c.g.set_region(v.node, Some(r));
-    }
 }
 
 fn build(s: &Shape) -> Prepared {
@@ -136,11 +129,7 @@ fn build(s: &Shape) -> Prepared {
             chain(&mut c, Op::Add, &[y, e])
         }
     };
-    if region.len() > 1 {
-        fuse(&mut c, &region);
-    }
-    c.out(out);
-    c.prepare()
+    prepare_fused(c, &region, out)
 }
 
 /// Random shapes covering every column-tile width (N % 4), k tails (K % 4), groups, decode
@@ -285,24 +274,13 @@ fn backward_with_k_not_a_multiple_of_4_is_declined_with_a_reason() {
 
 #[test]
 fn golden_models_run_every_f32_gemm_as_a_microkernel() {
-    for (stem, spec, file) in golden_specs() {
-        for mode in [bfly_compiler::Mode::Infer, bfly_compiler::Mode::Train] {
-            let g = graph_at(&spec, &file, mode, None);
-            let lmode = match mode {
-                bfly_compiler::Mode::Train => bfly_targets::lower::LowerMode::Training,
-                _ => bfly_targets::lower::LowerMode::Inference {
-                    context: spec.model.context.node,
-                },
-            };
-            let p = bfly_targets::lower::lower_graph(&g, lmode)
-                .unwrap_or_else(|e| panic!("{stem}: {e}"));
-            let plan = Aarch64Plan::emit(&p, CpuFeatures::BASELINE);
-            let declined: Vec<_> = plan
-                .fallbacks
-                .iter()
-                .filter(|f| f.family == "gemm" || f.family == "backward.gemm")
-                .collect();
-            assert!(declined.is_empty(), "{stem} {mode:?}: {declined:?}");
-        }
+    for (stem, mode, p) in golden_programs() {
+        let plan = Aarch64Plan::emit(&p, CpuFeatures::BASELINE);
+        let declined: Vec<_> = plan
+            .fallbacks
+            .iter()
+            .filter(|f| f.family == "gemm" || f.family == "backward.gemm")
+            .collect();
+        assert!(declined.is_empty(), "{stem} {mode:?}: {declined:?}");
     }
 }

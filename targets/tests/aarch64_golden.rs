@@ -69,29 +69,16 @@ fn every_golden_program_emits_deterministically_and_decodes() {
 #[cfg(target_arch = "aarch64")]
 mod on_aarch64 {
     use super::*;
-    use bfly_targets::aarch64::Aarch64Program;
-    use bfly_targets::cranelift::JitOptions;
     use bfly_targets::exec::{Executor, Syms};
     use bfly_targets::interp::Interp;
     use bfly_targets::reference::Tensor;
     use exec_golden::Golden;
     use exec_programs::raw::bits;
-    use std::sync::Arc;
 
+    /// Executors with 1 and 3 threads.
     fn executors(g: &Golden) -> Vec<Executor> {
         let features = aarch64_common::features();
-        let program = Arc::new(g.program.clone());
-        let jit = Arc::new(
-            Aarch64Program::compile(&program, features, JitOptions::code_only())
-                .unwrap_or_else(|e| panic!("{}: {e}", g.stem)),
-        );
-        [1, 3]
-            .into_iter()
-            .map(|threads| {
-                Executor::new(Arc::clone(&program), jit.clone(), &g.weights, threads)
-                    .unwrap_or_else(|e| panic!("{}: {e}", g.stem))
-            })
-            .collect()
+        aarch64_common::executors(&g.program, &g.weights, features, &[1, 3])
     }
 
     fn max_err(want: &Tensor, got: &Tensor) -> (f64, f64) {

@@ -12,9 +12,9 @@
 mod aarch64_common;
 mod lower_common;
 
-use aarch64_common::{expect_micro, features};
+use aarch64_common::{expect_micro, features, prepare_fused};
+use bfly_ir::Op;
 use bfly_ir::init::SplitMix64;
-use bfly_ir::{Op, Value};
 use bfly_targets::aarch64::{Aarch64Plan, CpuFeatures};
 use lower_common::*;
 
@@ -51,13 +51,6 @@ struct Shape {
     k: u64,
     bias: bool,
     tail: Tail,
-}
-
-fn fuse(c: &mut Case, members: &[Value]) {
-    let r = c.g.new_region();
-    for v in members {
-        c.g.set_region(v.node, Some(r));
-    }
 }
 
 fn build(s: &Shape) -> lower_common::Prepared {
@@ -109,11 +102,7 @@ fn build(s: &Shape) -> lower_common::Prepared {
             z
         }
     };
-    if region.len() > 1 {
-        fuse(&mut c, &region);
-    }
-    c.out(out);
-    c.prepare()
+    prepare_fused(c, &region, out)
 }
 
 /// Random shapes: N covers 4-, 2- and 1-column tiles and several tiles per thread; K covers
@@ -154,17 +143,8 @@ fn variant_for(f: CpuFeatures) -> &'static str {
 /// interpreter, and within the qmatmul tolerance against the reference.
 #[cfg(target_arch = "aarch64")]
 fn run_exact(p: &lower_common::Prepared, f: CpuFeatures, threads: usize) {
-    use bfly_targets::aarch64::Aarch64Program;
-    use bfly_targets::cranelift::JitOptions;
-    use bfly_targets::exec::Executor;
     use bfly_targets::interp::run_program;
-    use std::sync::Arc;
-    let program = Arc::new(p.program.clone());
-    let jit = Aarch64Program::compile(&program, f, JitOptions::code_only())
-        .unwrap_or_else(|e| panic!("compiling: {e}"));
-    let mut exec = Executor::new(program, Arc::new(jit), &p.weights, threads)
-        .unwrap_or_else(|e| panic!("loading: {e}"));
-    let got = exec
+    let got = aarch64_common::executor(p, f, threads)
         .step(&p.inputs, p.syms)
         .unwrap_or_else(|e| panic!("running: {e}"));
     let interp = run_program(&p.program, &p.weights, &p.inputs, p.syms)

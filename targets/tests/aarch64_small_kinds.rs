@@ -15,7 +15,7 @@
 mod aarch64_common;
 mod lower_common;
 
-use aarch64_common::{expect_micro, features, run_and_compare};
+use aarch64_common::{expect_micro, features, golden_programs, rows, run_and_compare};
 use bfly_ir::Op;
 use bfly_ir::init::SplitMix64;
 use bfly_targets::aarch64::CpuFeatures;
@@ -25,17 +25,6 @@ use bfly_targets::reference::{Data, Tensor};
 use lower_common::*;
 
 const TOL: f64 = 2e-5;
-
-/// The rows `lo..hi` of a `[T, ..]` tensor.
-fn rows(x: &Tensor, lo: usize, hi: usize) -> Tensor {
-    let width = x.numel() / x.shape[0];
-    let mut shape = x.shape.clone();
-    shape[0] = hi - lo;
-    match &x.data {
-        Data::F(v) => Tensor::float(x.dtype, shape, v[lo * width..hi * width].to_vec()),
-        Data::I(v) => Tensor::int(x.dtype, shape, v[lo * width..hi * width].to_vec()),
-    }
-}
 
 /// One step: the inputs and the symbols.
 type Step = (Vec<Tensor>, Syms);
@@ -63,15 +52,7 @@ fn same_as_interpreter(
 ) {
     #[cfg(target_arch = "aarch64")]
     {
-        use bfly_targets::aarch64::Aarch64Program;
-        use bfly_targets::cranelift::JitOptions;
-        use bfly_targets::exec::Executor;
-        use std::sync::Arc;
-        let program = Arc::new(p.program.clone());
-        let jit = Aarch64Program::compile(&program, features, JitOptions::code_only())
-            .unwrap_or_else(|e| panic!("compiling: {e}"));
-        let mut exec = Executor::new(program, Arc::new(jit), &p.weights, threads)
-            .unwrap_or_else(|e| panic!("loading: {e}"));
+        let mut exec = aarch64_common::executor(p, features, threads);
         let mut interp = Interp::new(&p.program, &p.weights).unwrap_or_else(|e| panic!("{e}"));
         for (s, (inputs, syms)) in steps.iter().enumerate() {
             let want = interp
@@ -333,42 +314,30 @@ fn embed_is_bit_exact_with_the_interpreter() {
 /// dotprod or fp16).
 #[test]
 fn golden_models_select_the_small_kinds() {
-    use bfly_compiler::Mode;
     use bfly_targets::aarch64::Aarch64Plan;
-    use bfly_targets::lower::{LowerMode, lower_graph};
     let f = CpuFeatures::parse_target("aarch64").expect("baseline target");
     let mut seen = 0;
-    for (stem, spec, file) in golden_specs() {
-        for mode in [Mode::Infer, Mode::Train] {
-            let g = graph_at(&spec, &file, mode, None);
-            let lower = match mode {
-                Mode::Infer => LowerMode::Inference {
-                    context: spec.model.context.node,
-                },
-                _ => LowerMode::Training,
-            };
-            let p = lower_graph(&g, lower).unwrap_or_else(|e| panic!("{stem}: {e}"));
-            let plan = Aarch64Plan::emit(&p, f);
-            seen += plan
-                .micro
-                .iter()
-                .filter(|m| {
-                    ["quantize.", "rope.", "copy."]
-                        .iter()
-                        .any(|v| m.micro.name.starts_with(v))
-                })
-                .count();
-            for fb in &plan.fallbacks {
-                let ours = matches!(
-                    fb.family.as_str(),
-                    "row.quantize" | "rope" | "kv_append" | "embed"
-                );
-                assert!(
-                    !ours,
-                    "{stem} {mode:?}: {} section {} fell back: {:?}",
-                    fb.kernel, fb.section, fb.reason
-                );
-            }
+    for (stem, mode, p) in golden_programs() {
+        let plan = Aarch64Plan::emit(&p, f);
+        seen += plan
+            .micro
+            .iter()
+            .filter(|m| {
+                ["quantize.", "rope.", "copy."]
+                    .iter()
+                    .any(|v| m.micro.name.starts_with(v))
+            })
+            .count();
+        for fb in &plan.fallbacks {
+            let ours = matches!(
+                fb.family.as_str(),
+                "row.quantize" | "rope" | "kv_append" | "embed"
+            );
+            assert!(
+                !ours,
+                "{stem} {mode:?}: {} section {} fell back: {:?}",
+                fb.kernel, fb.section, fb.reason
+            );
         }
     }
     assert!(seen > 0, "no small-kind microkernel in any golden model");

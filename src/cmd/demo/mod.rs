@@ -113,7 +113,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     let _ = writeln!(out);
     let model = args.out.join("model.bfa");
     eprintln!(
-        "\nnext:\n  bfly run {m} --prompt \"The \" -n 64 --temperature 0.8\n  bfly inspect {m} --emit kernels     # the kernel program\n  bfly inspect {m} --emit asm --target host   # the machine code the JIT emitted\n  open {plot}   # the loss curve",
+        "\nnext:\n  bfly run {m} --prompt \"The \" -n 64 --temperature 0.8\n  bfly inspect {m} --emit kernels     # the kernel program\n  bfly inspect {m} --emit asm --target host   # the machine code the JIT emitted\n  bfly inspect {m} --emit asm --target aarch64+dotprod+fp16   # the NEON code a phone runs\n  open {plot}   # the loss curve",
         m = model.display(),
         plot = args.out.join("loss.svg").display()
     );

@@ -11,6 +11,7 @@ use super::features::CpuFeatures;
 use super::kernels::{self, Microkernel, SectionCtx, Selection};
 use crate::cranelift::{HostProgram, JitError, JitOptions};
 use crate::exec::SectionRunner;
+use crate::exec::runner::call_section;
 use bfly_ir::kernel::{BodyId, KernelProgram};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -266,9 +267,6 @@ impl Aarch64Program {
     }
 }
 
-/// The section ABI (same as Cranelift's: `exec::runner`).
-type SectionFn = unsafe extern "C" fn(*const usize, *const i64, i64, i64);
-
 impl SectionRunner for Aarch64Program {
     fn name(&self) -> String {
         format!(
@@ -303,12 +301,10 @@ impl SectionRunner for Aarch64Program {
         // the `SectionFn` signature (AAPCS64: args in x0..x3, callee-saved registers
         // preserved — each kernel saves what it clobbers); its pages live in `self._pages`,
         // which outlives this call (`&self`), and were made executable (never writable at
-        // the same time) after the icache was synchronized.
-        let f = unsafe { std::mem::transmute::<usize, SectionFn>(addr) };
-        // SAFETY: `args` holds one address per body param (checked above) and `syms` three
-        // values, all the code reads from those arrays; the buffers behind the addresses
-        // are the caller's promise (trait contract), and the microkernel touches exactly
-        // the elements the body's section does.
-        unsafe { f(args.as_ptr(), syms.as_ptr(), lo, hi) };
+        // the same time) after the icache was synchronized. `args` holds one address per
+        // body param (checked above); the buffers behind the addresses are the caller's
+        // promise (trait contract), and the microkernel touches exactly the elements the
+        // body's section does.
+        unsafe { call_section(addr, args, syms, lo, hi) };
     }
 }

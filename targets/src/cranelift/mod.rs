@@ -48,6 +48,7 @@ mod scan;
 mod vectorize;
 
 use crate::exec::SectionRunner;
+use crate::exec::runner::call_section;
 use bfly_ir::kernel::{BodyId, KernelProgram};
 use cranelift_jit::JITModule;
 use std::fmt;
@@ -247,9 +248,6 @@ impl HostProgram {
     }
 }
 
-/// The compiled section ABI.
-type SectionFn = unsafe extern "C" fn(*const usize, *const i64, i64, i64);
-
 impl SectionRunner for HostProgram {
     fn name(&self) -> String {
         self.name.clone()
@@ -279,11 +277,8 @@ impl SectionRunner for HostProgram {
         // SAFETY: `addr` is the finalized entry of a function Cranelift compiled with exactly
         // the `SectionFn` signature in the host's default (C) calling convention; its code
         // pages live as long as `self._code`, which outlives this call because we hold
-        // `&self`.
-        let f = unsafe { std::mem::transmute::<usize, SectionFn>(addr) };
-        // SAFETY: `args` has at least one address per param (checked in `entry`) and `syms`
-        // three values, which is all the code reads from these two arrays; the memory those
-        // addresses point to is the caller's promise (see the trait).
-        unsafe { f(args.as_ptr(), syms.as_ptr(), lo, hi) };
+        // `&self`. `args` has at least one address per param (checked in `entry`); the memory
+        // those addresses point to is the caller's promise (see the trait).
+        unsafe { call_section(addr, args, syms, lo, hi) };
     }
 }

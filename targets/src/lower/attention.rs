@@ -14,7 +14,7 @@
 use super::emit::{Kb, bind, maybe_loop};
 use super::shape::{R, arity, err, int, operand, result};
 use super::site::{ArgRef, LowerMode, LoweredKernel, OpLowering, OpSite, dim_expr, numel_expr};
-use bfly_ir::kernel::{AttentionDesc, Expr, KernelKind, LoopKind, RtSym};
+use bfly_ir::kernel::{AttentionDesc, BodyBuilder, Expr, KernelKind, LoopKind, RtSym};
 use bfly_ir::{DType, Dim, Type};
 
 /// `[.., T, width]`: (rows, the T axis, width). In inference the T axis must hold every row:
@@ -81,14 +81,67 @@ pub fn rope(site: &OpSite, heads: u64, base: f64) -> R<OpLowering> {
     let px = kb.arg("x", x.dtype, ArgRef::Operand(0));
     let pt = kb.arg("table", DType::F32, table_ref);
     let py = kb.arg("y", y.dtype, ArgRef::Result(0));
-    let mode = site.mode;
-    let t_expr = dim_expr(&t_dim)?;
-    kb.b.for_(LoopKind::Parallel, 0, rows, |b, r| {
-        let pos = match mode {
-            LowerMode::Inference { context } => {
-                (Expr::Sym(RtSym::Pos) + r).min(Expr::Int(context as i64 - 1))
+    let positions = Positions::of(site.mode, &t_dim)?;
+    let geometry = (heads, hd);
+    rope_section(
+        &mut kb.b,
+        Expr::Int(0),
+        rows,
+        geometry,
+        &positions,
+        (px, pt, py),
+    );
+    Ok(OpLowering {
+        kernels: vec![
+            table,
+            kb.finish(KernelKind::Rope {
+                heads,
+                head_dim: hd as u64,
+            }),
+        ],
+        scratch,
+    })
+}
+
+/// Where a query row's position comes from, in both modes.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Positions {
+    /// Inference: row `t` is position `pos + t` of a cache of `context` rows.
+    Cached { context: i64 },
+    /// Training: row `r` is position `r % t` of its sequence of `t` rows.
+    Sequence { t: Expr },
+}
+
+impl Positions {
+    /// The positions of `mode` (`t_dim` must be a known dim in either mode).
+    fn of(mode: LowerMode, t_dim: &Dim) -> R<Positions> {
+        let t = dim_expr(t_dim)?;
+        Ok(match mode {
+            LowerMode::Inference { context } => Positions::Cached {
+                context: context as i64,
+            },
+            LowerMode::Training => Positions::Sequence { t },
+        })
+    }
+}
+
+/// The rope section over rows of `heads × hd` floats, params `(x, table, y)` (also the
+/// template the aarch64 `rope` microkernel matches bodies against).
+pub(crate) fn rope_section(
+    b: &mut BodyBuilder,
+    start: Expr,
+    end: Expr,
+    (heads, hd): (u64, i64),
+    positions: &Positions,
+    (px, pt, py): (u32, u32, u32),
+) {
+    let (w, half) = (heads as i64 * hd, hd / 2);
+    b.for_(LoopKind::Parallel, start, end, |b, r| {
+        let pos = match positions {
+            Positions::Cached { context } => {
+                (Expr::Sym(RtSym::Pos) + r).min(Expr::Int(context - 1))
             }
-            LowerMode::Training => r % t_expr.clone(),
+            Positions::Sequence { t } => r % t.clone(),
         };
         let tb = b.let_(pos * hd);
         let xb = b.let_(r * w);
@@ -110,16 +163,6 @@ pub fn rope(site: &OpSite, heads: u64, base: f64) -> R<OpLowering> {
             });
         });
     });
-    Ok(OpLowering {
-        kernels: vec![
-            table,
-            kb.finish(KernelKind::Rope {
-                heads,
-                head_dim: hd as u64,
-            }),
-        ],
-        scratch,
-    })
 }
 
 /// `table[t, j] = (cos, sin)(t · base^(−2j/head_dim))`, frequencies unrolled as f32
@@ -163,8 +206,6 @@ pub fn causal_attention(site: &OpSite, heads: u64, kv_heads: u64) -> R<OpLowerin
     if k.last_const() != Some(kvd as u64) || v.last_const() != Some(kvd as u64) {
         return err(site, format!("k {k} and v {v} must have width {kvd}"));
     }
-    let per = h / kvh;
-    let scale = Expr::F32((1.0 / (hd as f64).sqrt()) as f32);
     let desc = AttentionDesc {
         heads,
         kv_heads,
@@ -206,20 +247,82 @@ pub fn causal_attention(site: &OpSite, heads: u64, kv_heads: u64) -> R<OpLowerin
         scratch.push((DType::F32, dims));
         kb.arg("acc", DType::F32, ArgRef::Scratch(1))
     };
-    let mode = site.mode;
-    let span = dim_expr(&span)?;
-    let t_expr = dim_expr(&t_dim)?;
-    kb.b.for_(LoopKind::Parallel, 0, rows * h, |b, idx| {
+    let shape = AttnShape {
+        heads: h,
+        kv_heads: kvh,
+        head_dim: hd,
+    };
+    let params = AttnParams {
+        q: pq,
+        k: pk,
+        v: pv,
+        scores: ps,
+        y: py,
+        acc: acc_param,
+    };
+    let positions = Positions::of(site.mode, &t_dim)?;
+    attention_section(&mut kb.b, Expr::Int(0), rows * h, shape, &positions, params);
+    kernels.push(kb.finish(KernelKind::Attention(desc)));
+    Ok(OpLowering { kernels, scratch })
+}
+
+/// Heads, KV heads and head dim of an attention section.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct AttnShape {
+    pub heads: i64,
+    pub kv_heads: i64,
+    pub head_dim: i64,
+}
+
+impl AttnShape {
+    /// `1 / √head_dim`, rounded once to f32.
+    pub(crate) fn scale(&self) -> f32 {
+        (1.0 / (self.head_dim as f64).sqrt()) as f32
+    }
+}
+
+/// The params of an attention section; `acc` is `y` itself for an f32 result, else the
+/// f32 scratch y accumulates in before one rounding store.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttnParams {
+    pub q: u32,
+    pub k: u32,
+    pub v: u32,
+    pub scores: u32,
+    pub y: u32,
+    pub acc: u32,
+}
+
+/// The causal attention section, `parallel for idx in start..end` over (query row, head)
+/// pairs (also the template the aarch64 `attention` microkernel matches bodies against).
+/// A row of scores holds `context` (cached) or `t` (sequence) floats.
+pub(crate) fn attention_section(
+    b: &mut BodyBuilder,
+    start: Expr,
+    end: Expr,
+    shape: AttnShape,
+    positions: &Positions,
+    p: AttnParams,
+) {
+    let (h, hd) = (shape.heads, shape.head_dim);
+    let (w, kvd, per) = (h * hd, shape.kv_heads * hd, h / shape.kv_heads);
+    let scale = Expr::F32(shape.scale());
+    let span = match positions {
+        Positions::Cached { context } => Expr::Int(*context),
+        Positions::Sequence { t } => t.clone(),
+    };
+    let (pq, pk, pv, ps, py, acc_param) = (p.q, p.k, p.v, p.scores, p.y, p.acc);
+    b.for_(LoopKind::Parallel, start, end, |b, idx| {
         let row = b.let_(idx / h);
         let hi = b.let_(idx % h);
         // First key row and number of keys of this query.
-        let (first, n) = match mode {
-            LowerMode::Inference { context } => (
+        let (first, n) = match positions {
+            Positions::Cached { context } => (
                 Expr::Int(0),
-                (Expr::Sym(RtSym::Pos) + row + 1).min(Expr::Int(context as i64)),
+                (Expr::Sym(RtSym::Pos) + row + 1).min(Expr::Int(*context)),
             ),
-            LowerMode::Training => {
-                let i = b.let_(row % t_expr.clone());
+            Positions::Sequence { t } => {
+                let i = b.let_(row % t.clone());
                 (Expr::Local(b.let_(row - i)), i + 1)
             }
         };
@@ -273,8 +376,6 @@ pub fn causal_attention(site: &OpSite, heads: u64, kv_heads: u64) -> R<OpLowerin
             });
         }
     });
-    kernels.push(kb.finish(KernelKind::Attention(desc)));
-    Ok(OpLowering { kernels, scratch })
 }
 
 /// Copies this step's `T` rows of k and v into the caches at `pos` (rows past the cache are
@@ -293,14 +394,28 @@ fn kv_append(
     let pv = kb.arg("v", v.dtype, ArgRef::Operand(2));
     let pkc = kb.arg("k_cache", k.dtype, kc.clone());
     let pvc = kb.arg("v_cache", v.dtype, vc.clone());
-    kb.b.for_(LoopKind::Parallel, 0, rows, |b, t| {
+    let params = (pk, pv, pkc, pvc);
+    kv_append_section(&mut kb.b, Expr::Int(0), rows, kvd, context as i64, params);
+    kb.finish(KernelKind::KvAppend { kv_dim: kvd as u64 })
+}
+
+/// The kv_append section, params `(k, v, k_cache, v_cache)` (also the template the
+/// aarch64 `copy` microkernel matches bodies against).
+pub(crate) fn kv_append_section(
+    b: &mut BodyBuilder,
+    start: Expr,
+    end: Expr,
+    kvd: i64,
+    context: i64,
+    (pk, pv, pkc, pvc): (u32, u32, u32, u32),
+) {
+    b.for_(LoopKind::Parallel, start, end, |b, t| {
         let dst = b.let_(Expr::Sym(RtSym::Pos) + t);
-        b.if_(Expr::Local(dst).lt(Expr::Int(context as i64)), |b| {
+        b.if_(Expr::Local(dst).lt(Expr::Int(context)), |b| {
             b.for_(LoopKind::Vector, 0, kvd, |b, c| {
                 b.store(pkc, dst * kvd + c, Expr::load(pk, t * kvd + c));
                 b.store(pvc, dst * kvd + c, Expr::load(pv, t * kvd + c));
             });
         });
     });
-    kb.finish(KernelKind::KvAppend { kv_dim: kvd as u64 })
 }

@@ -197,7 +197,9 @@ fn walk(stmts: &[Stmt], expr: &mut dyn FnMut(&Expr), store: &mut dyn FnMut(u32))
 // ---------------------------------------------------------------------------------------
 // Constant folding of integer index arithmetic (lowerings build `0 * n + j` freely).
 
-fn fold_stmts(stmts: &mut [Stmt]) {
+/// [`fold`] over every expression of `stmts` (also how the aarch64 matchers bring a rebuilt
+/// section to the form the finishing pass gives real bodies).
+pub(crate) fn fold_stmts(stmts: &mut [Stmt]) {
     for s in stmts {
         match s {
             Stmt::For {

@@ -39,7 +39,7 @@ pub(crate) fn merge(parts: &[(&Body, &[BufferId])]) -> (Body, Vec<BufferId>) {
             })
             .collect();
         let r = Renumber {
-            args: &map,
+            args: Some(&map),
             vars,
             locals,
         };
@@ -57,19 +57,26 @@ pub(crate) fn merge(parts: &[(&Body, &[BufferId])]) -> (Body, Vec<BufferId>) {
     (body, args)
 }
 
-struct Renumber<'a> {
-    args: &'a [u32],
-    vars: u32,
-    locals: u32,
+/// Moves one body's statements into a combined body: loop vars and locals shifted by
+/// `vars` and `locals`, params mapped through `args` (`None`: kept as they are). Also used by
+/// the aarch64 butterfly matcher to place a rebuilt section at a concatenated one's ids.
+pub(crate) struct Renumber<'a> {
+    pub args: Option<&'a [u32]>,
+    pub vars: u32,
+    pub locals: u32,
 }
 
 impl Renumber<'_> {
     fn arg(&self, a: u32) -> u32 {
-        // An arg beyond the map is a malformed body; keep it out of range so verify reports it.
-        self.args.get(a as usize).copied().unwrap_or(u32::MAX)
+        match self.args {
+            // An arg beyond the map is a malformed body; keep it out of range so verify
+            // reports it.
+            Some(map) => map.get(a as usize).copied().unwrap_or(u32::MAX),
+            None => a,
+        }
     }
 
-    fn stmt(&self, s: &Stmt) -> Stmt {
+    pub fn stmt(&self, s: &Stmt) -> Stmt {
         match s {
             Stmt::For {
                 var,

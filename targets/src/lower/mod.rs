@@ -8,20 +8,20 @@
 //!   (epilogues folded into producers, other regions concatenated), optimizer scheduling,
 //!   shared bodies.
 
-mod attention;
+pub(crate) mod attention;
 pub(crate) mod butterfly;
 pub mod driver;
 mod elementwise;
-mod emit;
+pub(crate) mod emit;
 pub mod epilogue;
 pub mod grad;
 mod layout;
 mod linear;
-mod merge;
+pub(crate) mod merge;
 mod monarch;
-mod norm;
+pub(crate) mod norm;
 pub mod ops;
-mod quant;
+pub(crate) mod quant;
 mod region;
 mod shape;
 pub mod site;

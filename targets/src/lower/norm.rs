@@ -2,10 +2,10 @@
 //! `cross_entropy` loss. Parallel over rows; every reduction over a row is a vector loop, and
 //! the formulas follow the reference's order of operations.
 
-use super::emit::{Kb, f32c, single};
+use super::emit::{Kb, single};
 use super::shape::{R, arity, err, int, operand, result, view};
 use super::site::{ArgRef, OpLowering, OpSite};
-use bfly_ir::kernel::{Expr, KernelKind, LoopKind};
+use bfly_ir::kernel::{BodyBuilder, Expr, KernelKind, LoopKind, LoopVar};
 use bfly_ir::{DType, Op};
 
 pub fn lower(site: &OpSite) -> R<OpLowering> {
@@ -39,10 +39,45 @@ fn norm(site: &OpSite, eps: f64, layer: bool) -> R<super::site::LoweredKernel> {
         None
     };
     let py = kb.arg("y", y.dtype, ArgRef::Result(0));
+    let params = NormParams {
+        x: px,
+        gain: pg,
+        bias: pb,
+        y: py,
+    };
+    norm_section(&mut kb.b, Expr::Int(0), rows, d, eps as f32, params);
+    let op = if layer { "layernorm" } else { "rmsnorm" };
+    Ok(kb.finish(KernelKind::RowOp {
+        op: op.into(),
+        cols: d as u64,
+    }))
+}
+
+/// The params of a norm section, in the lowering's order; `bias` makes it a layernorm.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NormParams {
+    pub x: u32,
+    pub gain: u32,
+    pub bias: Option<u32>,
+    pub y: u32,
+}
+
+/// The norm section, `parallel for r in start..end` over rows of `d` floats (also what the
+/// aarch64 `rows` microkernel matches bodies against, so the two cannot drift apart).
+pub(crate) fn norm_section(
+    b: &mut BodyBuilder,
+    start: Expr,
+    end: Expr,
+    d: i64,
+    eps: f32,
+    p: NormParams,
+) {
+    let layer = p.bias.is_some();
+    let (px, pg, pb, py) = (p.x, p.gain, p.bias, p.y);
     let df = Expr::F32(d as f32);
-    kb.b.for_(LoopKind::Parallel, 0, rows, |b, r| {
+    b.for_(LoopKind::Parallel, start, end, |b, r| {
         let base = b.let_(r * d);
-        let xj = |j: bfly_ir::kernel::LoopVar| Expr::load(px, base + j);
+        let xj = |j: LoopVar| Expr::load(px, base + j);
         let mean = if layer {
             let sum = b.let_(Expr::f32(0.0));
             b.for_(LoopKind::Vector, 0, d, |b, j| b.assign(sum, sum + xj(j)));
@@ -58,7 +93,7 @@ fn norm(site: &OpSite, eps: f64, layer: bool) -> R<super::site::LoweredKernel> {
             });
             b.assign(ss, ss + Expr::Local(c) * Expr::Local(c));
         });
-        let inv = b.let_(Expr::f32(1.0) / (ss / df.clone() + f32c(eps)).sqrt());
+        let inv = b.let_(Expr::f32(1.0) / (ss / df.clone() + Expr::F32(eps)).sqrt());
         b.for_(LoopKind::Vector, 0, d, |b, j| {
             let c = match mean {
                 Some(m) => xj(j) - Expr::Local(m),
@@ -72,11 +107,6 @@ fn norm(site: &OpSite, eps: f64, layer: bool) -> R<super::site::LoweredKernel> {
             b.store(py, base + j, v);
         });
     });
-    let op = if layer { "layernorm" } else { "rmsnorm" };
-    Ok(kb.finish(KernelKind::RowOp {
-        op: op.into(),
-        cols: d as u64,
-    }))
 }
 
 /// Max-subtracted softmax: `e_j = exp(x_j − max)` stored, then divided by their sum.
@@ -91,7 +121,24 @@ fn softmax(site: &OpSite) -> R<super::site::LoweredKernel> {
     // Exponentials go through f32 scratch values in y only when y is f32; an f16 result
     // would round them before the division, so it recomputes them instead.
     let keep = y.dtype == DType::F32;
-    kb.b.for_(LoopKind::Parallel, 0, rows, |b, r| {
+    softmax_section(&mut kb.b, Expr::Int(0), rows, d, (px, py), keep);
+    Ok(kb.finish(KernelKind::RowOp {
+        op: "softmax".into(),
+        cols: d as u64,
+    }))
+}
+
+/// The softmax section over rows of `d` floats, params `(x, y)`; `keep` stores the
+/// exponentials in y between the passes (f32 y only). Also the aarch64 `rows` template.
+pub(crate) fn softmax_section(
+    b: &mut BodyBuilder,
+    start: Expr,
+    end: Expr,
+    d: i64,
+    (px, py): (u32, u32),
+    keep: bool,
+) {
+    b.for_(LoopKind::Parallel, start, end, |b, r| {
         let base = b.let_(r * d);
         let m = b.let_(Expr::f32(f32::NEG_INFINITY));
         b.for_(LoopKind::Vector, 0, d, |b, j| {
@@ -114,10 +161,6 @@ fn softmax(site: &OpSite) -> R<super::site::LoweredKernel> {
             b.store(py, base + j, e / Expr::Local(sum));
         });
     });
-    Ok(kb.finish(KernelKind::RowOp {
-        op: "softmax".into(),
-        cols: d as u64,
-    }))
 }
 
 /// Mean over rows of `logsumexp(row) − row[target]`: per-row losses in parallel into

@@ -6,7 +6,7 @@ use super::emit::{Kb, round_half_away};
 use super::shape::{R, arity, err, int, operand, result, view};
 use super::site::{ArgRef, OpLowering, OpSite};
 use bfly_ir::Op;
-use bfly_ir::kernel::{Expr, KernelKind, LoopKind};
+use bfly_ir::kernel::{BodyBuilder, Expr, KernelKind, LoopKind};
 
 pub fn lower(site: &OpSite) -> R<OpLowering> {
     let kernel = match site.op {
@@ -29,7 +29,23 @@ fn quantize(site: &OpSite) -> R<super::site::LoweredKernel> {
     let px = kb.arg("x", x.dtype, ArgRef::Operand(0));
     let pq = kb.arg("q", q.dtype, ArgRef::Result(0));
     let ps = kb.arg("scale", s.dtype, ArgRef::Result(1));
-    kb.b.for_(LoopKind::Parallel, 0, rows, |b, r| {
+    quantize_section(&mut kb.b, Expr::Int(0), rows, d, (px, pq, ps));
+    Ok(kb.finish(KernelKind::RowOp {
+        op: "quantize".into(),
+        cols: d as u64,
+    }))
+}
+
+/// The quantize section over rows of `d` floats, params `(x, q, scale)` (also the template
+/// the aarch64 `quantize` microkernel matches bodies against).
+pub(crate) fn quantize_section(
+    b: &mut BodyBuilder,
+    start: Expr,
+    end: Expr,
+    d: i64,
+    (px, pq, ps): (u32, u32, u32),
+) {
+    b.for_(LoopKind::Parallel, start, end, |b, r| {
         let base = b.let_(r * d);
         let m = b.let_(Expr::f32(0.0));
         b.for_(LoopKind::Vector, 0, d, |b, j| {
@@ -48,10 +64,6 @@ fn quantize(site: &OpSite) -> R<super::site::LoweredKernel> {
             b.store(pq, base + j, clamped.to_int());
         });
     });
-    Ok(kb.finish(KernelKind::RowOp {
-        op: "quantize".into(),
-        cols: d as u64,
-    }))
 }
 
 /// `x[r, j] = q[r, j] · scales[r]`.

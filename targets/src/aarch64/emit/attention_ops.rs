@@ -16,15 +16,8 @@ impl Asm {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::one;
     use super::super::{Asm, V};
-    use crate::aarch64::disasm::instructions;
-
-    fn one(f: impl FnOnce(&mut Asm)) -> String {
-        let mut a = Asm::new();
-        f(&mut a);
-        let code = a.finish().expect("emits");
-        instructions(&code.bytes).join("; ")
-    }
 
     #[test]
     fn arithmetic_shift_decodes_as_written() {

@@ -41,15 +41,8 @@ impl Asm {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::one;
     use super::super::{Asm, V, X};
-    use crate::aarch64::disasm::instructions;
-
-    fn one(f: impl FnOnce(&mut Asm)) -> String {
-        let mut a = Asm::new();
-        f(&mut a);
-        let code = a.finish().expect("emits");
-        instructions(&code.bytes).join("; ")
-    }
 
     #[test]
     fn four_way_structures_decode_as_written() {

@@ -78,15 +78,8 @@ impl Asm {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Asm, Cond, V, Width, X};
-    use crate::aarch64::disasm::instructions;
-
-    fn one(f: impl FnOnce(&mut Asm)) -> String {
-        let mut a = Asm::new();
-        f(&mut a);
-        let code = a.finish().expect("emits");
-        instructions(&code.bytes).join("; ")
-    }
+    use super::super::tests::one;
+    use super::super::{Cond, V, Width, X};
 
     #[test]
     fn quantization_ops_decode_as_written() {

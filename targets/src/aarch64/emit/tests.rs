@@ -3,7 +3,9 @@
 use super::*;
 use crate::aarch64::disasm::instructions;
 
-fn one(f: impl FnOnce(&mut Asm)) -> String {
+/// Emits what `f` writes into a fresh `Asm` and disassembles it: the instructions joined by
+/// `"; "`. Shared by the decode tests of every `emit/*_ops.rs` module.
+pub(super) fn one(f: impl FnOnce(&mut Asm)) -> String {
     let mut a = Asm::new();
     f(&mut a);
     let code = a.finish().expect("emits");

@@ -14,7 +14,8 @@
 //!    once — the body zeroes y and accumulates in memory; only the final values are seen,
 //!    since no other iteration reads this (row, head)'s y.
 //!
-//! Matching rebuilds the lowering's section (`section_match`) from the descriptor and the
+//! Matching builds the section with the lowering's own builder
+//! (`lower::attention::attention_section`, `section_match`) from the descriptor and the
 //! causal bound read off the body (the cache context, or the sequence length `T` / a
 //! constant), so scale, bounds, strides and operation order are all checked. Declined: f16
 //! params (the f16 result accumulates through an extra scratch), aliased params, head dims
@@ -23,14 +24,16 @@
 //! Differences from the body's arithmetic: the dot products and `Σe` are reassociated (the
 //! body's `vector` loops allow it) and y accumulates with FMLA (fused) — a few ulp.
 
-use super::neon_math::{EXP_CONST_REGS, ExpConsts, exp_4s};
-use super::section_match::match_section;
-use super::{Microkernel, SectionCtx, Selection};
-use crate::aarch64::emit::{ARGS, Asm, Cond, HI, LO, SYMS, V, Width, X};
-use bfly_ir::DType;
-use bfly_ir::kernel::{
-    Access, AttentionDesc, BinOp, BodyBuilder, Expr, KernelKind, LoopKind, RtSym, Stmt,
+use super::common::{
+    finish, load_params, load_sym, match_params, parallel_loop, parallel_range, preserving, select,
+    template,
 };
+use super::neon_math::{EXP_CONST_REGS, ExpConsts, exp_4s};
+use super::{Microkernel, SectionCtx, Selection};
+use crate::aarch64::emit::{Asm, Cond, LO, V, Width, X};
+use crate::lower::attention::{AttnParams, AttnShape, Positions, attention_section};
+use bfly_ir::DType;
+use bfly_ir::kernel::{AttentionDesc, BinOp, Expr, KernelKind, RtSym, Stmt};
 
 /// Where a query's keys end.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -77,16 +80,20 @@ impl AttnPlan {
         self.kv_heads * self.head_dim
     }
 
-    /// Score row length (`idx · span` is a row's first score).
-    fn span(&self) -> Extent {
-        match self.causal {
-            Causal::Cached { context } => Extent::Const(context),
-            Causal::Sequence { t } => t,
+    fn shape(&self) -> AttnShape {
+        AttnShape {
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
         }
     }
 
-    fn scale(&self) -> f32 {
-        (1.0 / (self.head_dim as f64).sqrt()) as f32
+    /// The lowering's positions: the cache's, or `row % t` of a sequence.
+    fn positions(&self) -> Positions {
+        match self.causal {
+            Causal::Cached { context } => Positions::Cached { context },
+            Causal::Sequence { t } => Positions::Sequence { t: t.expr() },
+        }
     }
 }
 
@@ -98,23 +105,14 @@ pub fn try_emit(ctx: &SectionCtx) -> Selection {
     let KernelKind::Attention(desc) = &ctx.kernel.kind else {
         return Selection::NotMine;
     };
-    let plan = match recognise(ctx, desc) {
-        Ok(p) => p,
-        Err(why) => return Selection::Declined(format!("attention: {why}")),
-    };
-    match emit(&plan) {
-        Ok(m) => Selection::Emitted(m),
-        Err(e) => Selection::Declined(format!("attention: emission: {e}")),
-    }
+    select("attention", recognise(ctx, desc), emit)
 }
 
 // ---------------------------------------------------------------------------------------
 // Recognition.
 
 fn recognise(ctx: &SectionCtx, desc: &AttentionDesc) -> Result<AttnPlan, String> {
-    let Some((start, end)) = ctx.body.section_range(ctx.section) else {
-        return Err("the section is not a parallel loop".into());
-    };
+    let (start, end) = parallel_range(ctx)?;
     let int = |v: u64| i64::try_from(v).ok().filter(|&v| v >= 1);
     let (Some(heads), Some(kv_heads), Some(head_dim)) =
         (int(desc.heads), int(desc.kv_heads), int(desc.head_dim))
@@ -143,16 +141,35 @@ fn recognise(ctx: &SectionCtx, desc: &AttentionDesc) -> Result<AttnPlan, String>
         causal,
         params: [0, 1, 2, 3, 4],
     };
-    let map = match_section(section, &rebuild(&plan, start, end))
-        .ok_or("the section differs from the lowering's causal-attention form")?;
-    for (role, p) in plan.params.iter_mut().enumerate() {
-        *p = *map.get(&(role as u32)).ok_or("a param is unused")?;
-    }
+    let (shape, positions) = (plan.shape(), plan.positions());
+    let template = template(&ROLES, |b, p| {
+        let params = AttnParams {
+            q: p[0],
+            k: p[1],
+            v: p[2],
+            scores: p[3],
+            y: p[4],
+            acc: p[4],
+        };
+        let (start, end) = (start.clone(), end.clone());
+        attention_section(b, start, end, shape, &positions, params);
+    });
+    let roles = ROLES.map(|n| (n, DType::F32));
+    let p = match_params(
+        ctx,
+        &template,
+        &roles,
+        "the section differs from the lowering's causal-attention form",
+    )?;
+    plan.params = [p[0], p[1], p[2], p[3], p[4]];
     Ok(plan)
 }
 
+/// The params, in `AttnPlan::params` order (an f32 result: y is its own accumulator).
+const ROLES: [&str; 5] = ["q", "k", "v", "scores", "y"];
+
 /// The causal bound from the third statement of the iteration (`let n = min(.., context)`
-/// or `let i = row % t`); the rebuild checks the rest.
+/// or `let i = row % t`); the template checks the rest.
 fn read_causal(section: &Stmt, cached: bool) -> Option<Causal> {
     let Stmt::For { body, .. } = section else {
         return None;
@@ -172,66 +189,6 @@ fn read_causal(section: &Stmt, cached: bool) -> Option<Causal> {
         }),
         _ => None,
     }
-}
-
-/// The section `causal_attention` builds for an f32 result (a private copy: see
-/// `section_match`), params `q, k, v, scores, y` = 0..5.
-fn rebuild(plan: &AttnPlan, start: &Expr, end: &Expr) -> Stmt {
-    let mut b = BodyBuilder::new();
-    let [pq, pk, pv, ps, py] =
-        ["q", "k", "v", "scores", "y"].map(|n| b.param(n, DType::F32, Access::Read));
-    let (h, hd, w, kvd) = (plan.heads, plan.head_dim, plan.width(), plan.kv_dim());
-    let per = plan.heads / plan.kv_heads;
-    let scale = Expr::F32(plan.scale());
-    let span = plan.span().expr();
-    let causal = plan.causal;
-    b.for_(LoopKind::Parallel, start.clone(), end.clone(), |b, idx| {
-        let row = b.let_(idx / h);
-        let hi = b.let_(idx % h);
-        let (first, n) = match causal {
-            Causal::Cached { context } => (
-                Expr::Int(0),
-                (Expr::Sym(RtSym::Pos) + row + 1).min(Expr::Int(context)),
-            ),
-            Causal::Sequence { t } => {
-                let i = b.let_(row % t.expr());
-                (Expr::Local(b.let_(row - i)), i + 1)
-            }
-        };
-        let n = b.let_(n);
-        let qo = b.let_(row * w + hi * hd);
-        let kvo = b.let_(hi / per * hd);
-        let sb = b.let_(idx * span);
-        let m = b.let_(Expr::f32(f32::NEG_INFINITY));
-        b.serial(0, n, |b, j| {
-            let ko = b.let_((first.clone() + j) * kvd + kvo);
-            let acc = b.let_(Expr::f32(0.0));
-            b.for_(LoopKind::Vector, 0, hd, |b, d| {
-                b.assign(acc, acc + Expr::load(pq, qo + d) * Expr::load(pk, ko + d));
-            });
-            let sc = b.let_(acc * scale.clone());
-            b.store(ps, sb + j, sc);
-            b.assign(m, Expr::from(m).max(Expr::Local(sc)));
-        });
-        let sum = b.let_(Expr::f32(0.0));
-        b.for_(LoopKind::Vector, 0, n, |b, j| {
-            let e = b.let_((Expr::load(ps, sb + j) - Expr::Local(m)).exp());
-            b.store(ps, sb + j, e);
-            b.assign(sum, sum + Expr::Local(e));
-        });
-        b.for_(LoopKind::Vector, 0, hd, |b, d| {
-            b.store(py, qo + d, Expr::f32(0.0));
-        });
-        b.serial(0, n, |b, j| {
-            let p = b.let_(Expr::load(ps, sb + j) / Expr::Local(sum));
-            let vo = b.let_((first.clone() + j) * kvd + kvo);
-            b.for_(LoopKind::Vector, 0, hd, |b, d| {
-                let cur = Expr::load(py, qo + d);
-                b.store(py, qo + d, cur + Expr::Local(p) * Expr::load(pv, vo + d));
-            });
-        });
-    });
-    b.finish().stmts.remove(0)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -302,51 +259,34 @@ fn emit(plan: &AttnPlan) -> Result<Microkernel, String> {
         "attention {} heads / {} kv heads, head_dim {}, {:?}",
         plan.heads, plan.kv_heads, plan.head_dim, plan.causal
     ));
-    asm.save_callee_saved(&vsaved, &xsaved);
-    for (reg, &p) in [QB, KB, VB, SB, YB].iter().zip(&plan.params) {
-        asm.ldr_x(*reg, ARGS, 8 * p);
-    }
-    match plan.causal {
-        Causal::Cached { .. } => asm.ldr_x(SYM, SYMS, 8 * RtSym::Pos.slot() as u32),
-        Causal::Sequence {
-            t: Extent::Sym(s), ..
-        } => asm.ldr_x(SYM, SYMS, 8 * s.slot() as u32),
-        Causal::Sequence {
-            t: Extent::Const(c),
-        } => asm.mov_imm(SYM, c),
-    }
-    asm.const_4s(SCALE, plan.scale());
-    asm.mov_imm(KSTRIDE, 4 * plan.kv_dim());
-    let done = asm.new_label();
-    let top = asm.new_label();
-    asm.cmp(IDX, HI);
-    asm.b_cond(Cond::Ge, done);
-    asm.bind(top);
-    locate(&mut asm, plan);
-    scores(&mut asm, chunks);
-    exponentials(&mut asm);
-    weighted_values(&mut asm, chunks);
-    asm.add_imm(IDX, IDX, 1);
-    asm.cmp(IDX, HI);
-    asm.b_cond(Cond::Lt, top);
-    asm.bind(done);
-    asm.restore_callee_saved(&vsaved, &xsaved);
-    asm.ret();
-    let code = asm.finish()?;
-    Ok(Microkernel {
-        name: format!(
-            "attention.f32.{} 4x{}",
-            if chunks.count <= RESIDENT {
-                "qres"
-            } else {
-                "qstream"
-            },
-            chunks.count
-        ),
-        tile: TILE.into(),
-        code,
-        useful_per_iter: 4 * chunks.count as u32,
-    })
+    preserving(&mut asm, &vsaved, &xsaved, |asm| {
+        let [q, k, v, sc, y] = plan.params;
+        load_params(asm, &[(QB, q), (KB, k), (VB, v), (SB, sc), (YB, y)]);
+        match plan.causal {
+            Causal::Cached { .. } => load_sym(asm, SYM, RtSym::Pos),
+            Causal::Sequence {
+                t: Extent::Sym(s), ..
+            } => load_sym(asm, SYM, s),
+            Causal::Sequence {
+                t: Extent::Const(c),
+            } => asm.mov_imm(SYM, c),
+        }
+        asm.const_4s(SCALE, plan.shape().scale());
+        asm.mov_imm(KSTRIDE, 4 * plan.kv_dim());
+        parallel_loop(asm, |asm, _| {
+            locate(asm, plan);
+            scores(asm, chunks);
+            exponentials(asm);
+            weighted_values(asm, chunks);
+        });
+    });
+    let variant = if chunks.count <= RESIDENT {
+        "qres"
+    } else {
+        "qstream"
+    };
+    let name = format!("attention.f32.{variant} 4x{}", chunks.count);
+    finish(asm, name, TILE, 4 * chunks.count as u32)
 }
 
 /// The head dim as 4-float chunks: `full` whole ones, then `tail` (0..3) floats.
@@ -514,6 +454,38 @@ fn dot_products(asm: &mut Asm, chunks: Chunks, keys: usize) {
     }
 }
 
+/// `body` per block of four keys while four of the `REM` left remain, leaving `REM` the
+/// rest (0..3); `hot` marks it as the hot loop.
+fn each_four_keys(asm: &mut Asm, hot: bool, body: impl FnOnce(&mut Asm)) {
+    let (block, after) = (asm.new_label(), asm.new_label());
+    asm.subs_imm(REM, REM, 4);
+    asm.b_cond(Cond::Lt, after);
+    asm.bind(block);
+    if hot {
+        asm.mark("hot_loop");
+    }
+    body(asm);
+    asm.subs_imm(REM, REM, 4);
+    asm.b_cond(Cond::Ge, block);
+    if hot {
+        asm.mark("hot_loop_end");
+    }
+    asm.bind(after);
+    asm.add_imm(REM, REM, 4);
+}
+
+/// `body` once per key of the `REM` left (none when `REM ≤ 0`), counting `REM` to 0.
+fn each_key(asm: &mut Asm, body: impl FnOnce(&mut Asm)) {
+    let (key, done) = (asm.new_label(), asm.new_label());
+    asm.cmp_imm(REM, 0);
+    asm.b_cond(Cond::Le, done);
+    asm.bind(key);
+    body(asm);
+    asm.subs_imm(REM, REM, 1);
+    asm.b_cond(Cond::Gt, key);
+    asm.bind(done);
+}
+
 /// Phase 1: `scores[j] = (q·k_j)·scale` for every key, their max broadcast in `MAXB`.
 fn scores(asm: &mut Asm, chunks: Chunks) {
     if chunks.count <= RESIDENT {
@@ -539,42 +511,29 @@ fn scores(asm: &mut Asm, chunks: Chunks) {
     asm.mov(CUR, SROW);
     asm.mov(KP[0], KROW);
     asm.mov(REM, NKEYS);
-    let (block, after) = (asm.new_label(), asm.new_label());
-    asm.subs_imm(REM, REM, 4);
-    asm.b_cond(Cond::Lt, after);
-    asm.bind(block);
-    asm.comment("four keys: q·k_j for j..j+4");
-    asm.mark("hot_loop");
-    for key in 1..4 {
-        asm.add(KP[key], KP[key - 1], KSTRIDE);
-    }
-    dot_products(asm, chunks, 4);
-    asm.faddp_4s(acc(0, 1), acc(0, 0), acc(1, 0));
-    asm.faddp_4s(acc(2, 1), acc(2, 0), acc(3, 0));
-    asm.faddp_4s(RED, acc(0, 1), acc(2, 1));
-    asm.fmul_4s(RED, RED, SCALE);
-    asm.str_post(Width::Q, RED, CUR, 16);
-    asm.fmax_4s(MVEC, MVEC, RED);
-    asm.add(KP[0], KP[3], KSTRIDE);
-    asm.subs_imm(REM, REM, 4);
-    asm.b_cond(Cond::Ge, block);
-    asm.mark("hot_loop_end");
-    asm.bind(after);
-    asm.add_imm(REM, REM, 4);
-    let (single, singles_done) = (asm.new_label(), asm.new_label());
-    asm.cmp_imm(REM, 0);
-    asm.b_cond(Cond::Le, singles_done);
-    asm.bind(single);
-    asm.comment("one key");
-    dot_products(asm, chunks, 1);
-    asm.fsum_4s(RED, acc(0, 0));
-    asm.fmul_s(RED, RED, SCALE);
-    asm.str_post(Width::S, RED, CUR, 4);
-    asm.fmax_s(MSCAL, MSCAL, RED);
-    asm.add(KP[0], KP[0], KSTRIDE);
-    asm.subs_imm(REM, REM, 1);
-    asm.b_cond(Cond::Gt, single);
-    asm.bind(singles_done);
+    each_four_keys(asm, true, |asm| {
+        asm.comment("four keys: q·k_j for j..j+4");
+        for key in 1..4 {
+            asm.add(KP[key], KP[key - 1], KSTRIDE);
+        }
+        dot_products(asm, chunks, 4);
+        asm.faddp_4s(acc(0, 1), acc(0, 0), acc(1, 0));
+        asm.faddp_4s(acc(2, 1), acc(2, 0), acc(3, 0));
+        asm.faddp_4s(RED, acc(0, 1), acc(2, 1));
+        asm.fmul_4s(RED, RED, SCALE);
+        asm.str_post(Width::Q, RED, CUR, 16);
+        asm.fmax_4s(MVEC, MVEC, RED);
+        asm.add(KP[0], KP[3], KSTRIDE);
+    });
+    each_key(asm, |asm| {
+        asm.comment("one key");
+        dot_products(asm, chunks, 1);
+        asm.fsum_4s(RED, acc(0, 0));
+        asm.fmul_s(RED, RED, SCALE);
+        asm.str_post(Width::S, RED, CUR, 4);
+        asm.fmax_s(MSCAL, MSCAL, RED);
+        asm.add(KP[0], KP[0], KSTRIDE);
+    });
     asm.fmaxv_s(RED, MVEC);
     asm.fmax_s(RED, RED, MSCAL);
     asm.dup_4s_lane(MAXB, RED, 0);
@@ -589,32 +548,22 @@ fn exponentials(asm: &mut Asm) {
     asm.mov(CUR, SROW);
     asm.mov(REM, NKEYS);
     let (x, t) = (V(0), [V(1), V(2), V(3)]);
-    let (four, after) = (asm.new_label(), asm.new_label());
-    asm.subs_imm(REM, REM, 4);
-    asm.b_cond(Cond::Lt, after);
-    asm.bind(four);
-    asm.ldr(Width::Q, x, CUR, 0);
-    asm.fsub_4s(x, x, MAXB);
-    exp_4s(asm, &c, x, t);
-    asm.str_post(Width::Q, x, CUR, 16);
-    asm.fadd_4s(SUMV, SUMV, x);
-    asm.subs_imm(REM, REM, 4);
-    asm.b_cond(Cond::Ge, four);
-    asm.bind(after);
-    asm.add_imm(REM, REM, 4);
-    let (one, ones_done) = (asm.new_label(), asm.new_label());
-    asm.cmp_imm(REM, 0);
-    asm.b_cond(Cond::Le, ones_done);
-    asm.bind(one);
-    // Lanes 1..3 compute exp(0 − max): never stored or summed.
-    asm.ldr(Width::S, x, CUR, 0);
-    asm.fsub_4s(x, x, MAXB);
-    exp_4s(asm, &c, x, t);
-    asm.str_post(Width::S, x, CUR, 4);
-    asm.fadd_s(SUMS, SUMS, x);
-    asm.subs_imm(REM, REM, 1);
-    asm.b_cond(Cond::Gt, one);
-    asm.bind(ones_done);
+    // `w`: four scores (Q) or one (S; lanes 1..3 compute exp(0 − max), never stored or
+    // summed).
+    let exp_in_place = |asm: &mut Asm, w: Width, bytes: i32| {
+        asm.ldr(w, x, CUR, 0);
+        asm.fsub_4s(x, x, MAXB);
+        exp_4s(asm, &c, x, t);
+        asm.str_post(w, x, CUR, bytes);
+    };
+    each_four_keys(asm, false, |asm| {
+        exp_in_place(asm, Width::Q, 16);
+        asm.fadd_4s(SUMV, SUMV, x);
+    });
+    each_key(asm, |asm| {
+        exp_in_place(asm, Width::S, 4);
+        asm.fadd_s(SUMS, SUMS, x);
+    });
     asm.fsum_4s(TOTAL, SUMV);
     asm.fadd_s(TOTAL, TOTAL, SUMS);
 }
@@ -632,32 +581,27 @@ fn weighted_values(asm: &mut Asm, chunks: Chunks) {
         asm.mov(CUR, SROW);
         asm.mov(REM, NKEYS);
         asm.add_imm(KP[0], VROW, 16 * c0 as u64);
-        let (key, keys_done) = (asm.new_label(), asm.new_label());
-        asm.cmp_imm(REM, 0);
-        asm.b_cond(Cond::Le, keys_done);
-        asm.bind(key);
-        asm.ldr_post(Width::S, PROB, CUR, 4);
-        asm.fdiv_s(PROB, PROB, TOTAL);
-        let mut c = c0;
-        while c < c1 {
-            let off = 16 * (c - c0) as u32;
-            let slot = 2 * (((c - c0) / 2) % 2) as usize;
-            if c + 1 < c1 && c + 1 < chunks.full {
-                let (a, b) = (KT[slot], KT[slot + 1]);
-                load_pair(asm, a, b, KP[0], off);
-                asm.fmla_4s_lane(y(c), a, PROB, 0);
-                asm.fmla_4s_lane(y(c + 1), b, PROB, 0);
-                c += 2;
-            } else {
-                load_chunk(asm, chunks, KT[slot], KP[0], off, c);
-                asm.fmla_4s_lane(y(c), KT[slot], PROB, 0);
-                c += 1;
+        each_key(asm, |asm| {
+            asm.ldr_post(Width::S, PROB, CUR, 4);
+            asm.fdiv_s(PROB, PROB, TOTAL);
+            let mut c = c0;
+            while c < c1 {
+                let off = 16 * (c - c0) as u32;
+                let slot = 2 * (((c - c0) / 2) % 2) as usize;
+                if c + 1 < c1 && c + 1 < chunks.full {
+                    let (a, b) = (KT[slot], KT[slot + 1]);
+                    load_pair(asm, a, b, KP[0], off);
+                    asm.fmla_4s_lane(y(c), a, PROB, 0);
+                    asm.fmla_4s_lane(y(c + 1), b, PROB, 0);
+                    c += 2;
+                } else {
+                    load_chunk(asm, chunks, KT[slot], KP[0], off, c);
+                    asm.fmla_4s_lane(y(c), KT[slot], PROB, 0);
+                    c += 1;
+                }
             }
-        }
-        asm.add(KP[0], KP[0], KSTRIDE);
-        asm.subs_imm(REM, REM, 1);
-        asm.b_cond(Cond::Gt, key);
-        asm.bind(keys_done);
+            asm.add(KP[0], KP[0], KSTRIDE);
+        });
         for c in c0..c1 {
             store_chunk(asm, chunks, y(c), YP, 16 * c as u32, c);
         }

@@ -5,17 +5,22 @@
 //!   `min(max(tokens[r], 0), vocab − 1)` of the table (ids clamped exactly as the body does:
 //!   the `i32` id sign-extended, then the signed max/min).
 //!
-//! Matching rebuilds the section (`section_match`) for the descriptor's sizes and the
-//! context read off the body's guard. The copies move bytes, which is exact for the dtypes
+//! Matching builds the section (`section_match`) for the descriptor's sizes and the
+//! context read off the body's guard: kv_append with the lowering's own builder
+//! (`lower::attention::kv_append_section`), embed with a copy of `lower::layout::embed`. The copies move bytes, which is exact for the dtypes
 //! whose load/store round trip is the identity in the body's semantics — f32, i32, i8 —
 //! and declined for f16 (the body widens to f32 and narrows back, which quiets a
 //! signalling NaN; a byte copy would not).
 
-use super::section_match::match_section;
+use super::common::{
+    ALIASED, counted, finish, load_params, load_sym, match_params, parallel_loop, parallel_range,
+    select, template,
+};
 use super::{Microkernel, SectionCtx, Selection};
-use crate::aarch64::emit::{ARGS, Asm, Cond, HI, IP0, LO, SYMS, V, Width, X, XZR};
+use crate::aarch64::emit::{Asm, Cond, IP0, LO, V, Width, X, XZR};
+use crate::lower::attention::kv_append_section;
 use bfly_ir::DType;
-use bfly_ir::kernel::{Access, BinOp, BodyBuilder, Expr, KernelKind, LoopKind, RtSym, Stmt};
+use bfly_ir::kernel::{BinOp, Expr, KernelKind, LoopKind, RtSym, Stmt};
 
 /// A recognised copy section.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -46,14 +51,7 @@ pub fn try_emit(ctx: &SectionCtx) -> Selection {
         _ => return Selection::NotMine,
     };
     let name = ctx.kernel.kind.family();
-    let plan = match recognised {
-        Ok(p) => p,
-        Err(why) => return Selection::Declined(format!("copy.{name}: {why}")),
-    };
-    match emit(&plan) {
-        Ok(m) => Selection::Emitted(m),
-        Err(e) => Selection::Declined(format!("copy.{name}: emission: {e}")),
-    }
+    select(&format!("copy.{name}"), recognised, emit)
 }
 
 /// Element size of a dtype a byte copy moves exactly.
@@ -74,32 +72,8 @@ fn row_bytes(dtype: DType, width: u64) -> Result<u64, String> {
     Ok(size * width)
 }
 
-/// The actual param of each template role (in role order), all of dtype `dtype`.
-fn params(
-    ctx: &SectionCtx,
-    template: &Stmt,
-    names: &[&str],
-    dtypes: &[DType],
-) -> Result<Vec<u32>, String> {
-    let map = match_section(&ctx.body.stmts[ctx.section], template)
-        .ok_or("the section differs from the lowering's form (aliased params?)")?;
-    let mut out = Vec::new();
-    for (role, (name, dtype)) in names.iter().zip(dtypes).enumerate() {
-        let p = *map
-            .get(&(role as u32))
-            .ok_or(format!("param `{name}` unused"))?;
-        match ctx.body.params.get(p as usize) {
-            Some(q) if q.dtype == *dtype => out.push(p),
-            _ => return Err(format!("param `{name}` is not {dtype}")),
-        }
-    }
-    Ok(out)
-}
-
 fn recognise_kv(ctx: &SectionCtx, kv_dim: u64) -> Result<CopyPlan, String> {
-    let Some((start, end)) = ctx.body.section_range(ctx.section) else {
-        return Err("the section is not a parallel loop".into());
-    };
+    let (start, end) = parallel_range(ctx)?;
     let section = &ctx.body.stmts[ctx.section];
     let context = read_context(section).ok_or("no `if pos + t < context` guard")?;
     let dtype = ctx
@@ -109,13 +83,19 @@ fn recognise_kv(ctx: &SectionCtx, kv_dim: u64) -> Result<CopyPlan, String> {
         .map(|p| p.dtype)
         .ok_or("no params")?;
     let row_bytes = row_bytes(dtype, kv_dim)?;
-    let template = rebuild_kv(kv_dim as i64, context, start, end);
-    let p = params(
-        ctx,
-        &template,
-        &["k", "v", "k_cache", "v_cache"],
-        &[dtype; 4],
-    )?;
+    let names = ["k", "v", "k_cache", "v_cache"];
+    let template = template(&names, |b, p| {
+        let (start, end) = (start.clone(), end.clone());
+        kv_append_section(
+            b,
+            start,
+            end,
+            kv_dim as i64,
+            context,
+            (p[0], p[1], p[2], p[3]),
+        );
+    });
+    let p = match_params(ctx, &template, &names.map(|n| (n, dtype)), ALIASED)?;
     Ok(CopyPlan::KvAppend {
         row_bytes,
         context,
@@ -143,30 +123,8 @@ fn read_context(section: &Stmt) -> Option<i64> {
     })
 }
 
-/// The section `lower::attention::kv_append` builds (a private copy: see
-/// `section_match`). Params: k, v, k_cache, v_cache.
-fn rebuild_kv(kvd: i64, context: i64, start: &Expr, end: &Expr) -> Stmt {
-    let mut b = BodyBuilder::new();
-    let pk = b.param("k", DType::F32, Access::Read);
-    let pv = b.param("v", DType::F32, Access::Read);
-    let pkc = b.param("k_cache", DType::F32, Access::Write);
-    let pvc = b.param("v_cache", DType::F32, Access::Write);
-    b.for_(LoopKind::Parallel, start.clone(), end.clone(), |b, t| {
-        let dst = b.let_(Expr::Sym(RtSym::Pos) + t);
-        b.if_(Expr::Local(dst).lt(Expr::Int(context)), |b| {
-            b.for_(LoopKind::Vector, 0, kvd, |b, c| {
-                b.store(pkc, dst * kvd + c, Expr::load(pk, t * kvd + c));
-                b.store(pvc, dst * kvd + c, Expr::load(pv, t * kvd + c));
-            });
-        });
-    });
-    b.finish().stmts.remove(0)
-}
-
 fn recognise_embed(ctx: &SectionCtx, vocab: u64, dim: u64) -> Result<CopyPlan, String> {
-    let Some((start, end)) = ctx.body.section_range(ctx.section) else {
-        return Err("the section is not a parallel loop".into());
-    };
+    let (start, end) = parallel_range(ctx)?;
     let vocab = i64::try_from(vocab)
         .ok()
         .filter(|v| (1..=1 << 31).contains(v))
@@ -179,12 +137,8 @@ fn recognise_embed(ctx: &SectionCtx, vocab: u64, dim: u64) -> Result<CopyPlan, S
         .ok_or("no table param")?;
     let row_bytes = row_bytes(dtype, dim)?;
     let template = rebuild_embed(vocab, dim as i64, start, end);
-    let p = params(
-        ctx,
-        &template,
-        &["tokens", "table", "y"],
-        &[DType::I32, dtype, dtype],
-    )?;
+    let roles = [("tokens", DType::I32), ("table", dtype), ("y", dtype)];
+    let p = match_params(ctx, &template, &roles, ALIASED)?;
     Ok(CopyPlan::Embed {
         row_bytes,
         vocab,
@@ -194,24 +148,22 @@ fn recognise_embed(ctx: &SectionCtx, vocab: u64, dim: u64) -> Result<CopyPlan, S
     })
 }
 
-/// The section `lower::layout::embed` builds (a private copy: see `section_match`).
-/// Params: tokens, table, y.
+/// The section `lower::layout::embed` builds (still a copy: `lower::layout` does not
+/// expose a section builder yet). Params: tokens, table, y.
 fn rebuild_embed(vocab: i64, d: i64, start: &Expr, end: &Expr) -> Stmt {
-    let mut b = BodyBuilder::new();
-    let pt = b.param("tokens", DType::I32, Access::Read);
-    let pw = b.param("table", DType::F32, Access::Read);
-    let py = b.param("y", DType::F32, Access::Write);
-    b.for_(LoopKind::Parallel, start.clone(), end.clone(), |b, r| {
-        let id = b.let_(
-            Expr::load(pt, Expr::Var(r))
-                .max(Expr::Int(0))
-                .min(Expr::Int(vocab - 1)),
-        );
-        b.for_(LoopKind::Vector, 0, d, |b, c| {
-            b.store(py, r * d + c, Expr::load(pw, id * d + c));
+    template(&["tokens", "table", "y"], |b, p| {
+        let (pt, pw, py) = (p[0], p[1], p[2]);
+        b.for_(LoopKind::Parallel, start.clone(), end.clone(), |b, r| {
+            let id = b.let_(
+                Expr::load(pt, Expr::Var(r))
+                    .max(Expr::Int(0))
+                    .min(Expr::Int(vocab - 1)),
+            );
+            b.for_(LoopKind::Vector, 0, d, |b, c| {
+                b.store(py, r * d + c, Expr::load(pw, id * d + c));
+            });
         });
-    });
-    b.finish().stmts.remove(0)
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -246,23 +198,22 @@ fn emit(plan: &CopyPlan) -> Result<Microkernel, String> {
             asm.comment(format!(
                 "kv_append: {row_bytes} bytes per row of k and of v, context {context}"
             ));
-            asm.ldr_x(SRC_BASE, ARGS, 8 * k);
-            asm.ldr_x(SRC2_BASE, ARGS, 8 * v);
-            asm.ldr_x(DST_BASE, ARGS, 8 * k_cache);
-            asm.ldr_x(DST2_BASE, ARGS, 8 * v_cache);
-            asm.ldr_x(SYM, SYMS, 8 * RtSym::Pos.slot() as u32);
-            row_loop(&mut asm, |asm, next| {
+            let args = [
+                (SRC_BASE, k),
+                (SRC2_BASE, v),
+                (DST_BASE, k_cache),
+                (DST2_BASE, v_cache),
+            ];
+            load_params(&mut asm, &args);
+            load_sym(&mut asm, SYM, RtSym::Pos);
+            parallel_loop(&mut asm, |asm, next| {
                 asm.comment("dst = pos + t; skip the row unless dst < context");
                 asm.add(INDEX, SYM, ROW);
                 asm.mov_imm(IP0, context);
                 asm.cmp(INDEX, IP0);
                 asm.b_cond(Cond::Ge, next);
                 for (src, dst) in [(SRC_BASE, DST_BASE), (SRC2_BASE, DST2_BASE)] {
-                    asm.mul_imm(SRC, ROW, row_bytes);
-                    asm.add(SRC, SRC, src);
-                    asm.mul_imm(DST, INDEX, row_bytes);
-                    asm.add(DST, DST, dst);
-                    copy_row(asm, row_bytes);
+                    copy_row(asm, row_bytes, (src, ROW), (dst, INDEX));
                 }
             });
             (
@@ -282,10 +233,11 @@ fn emit(plan: &CopyPlan) -> Result<Microkernel, String> {
                 "embed: {row_bytes} bytes per row, ids clamped to 0..={}",
                 vocab - 1
             ));
-            asm.ldr_x(SRC2_BASE, ARGS, 8 * tokens);
-            asm.ldr_x(SRC_BASE, ARGS, 8 * table);
-            asm.ldr_x(DST_BASE, ARGS, 8 * y);
-            row_loop(&mut asm, |asm, _| {
+            load_params(
+                &mut asm,
+                &[(SRC2_BASE, tokens), (SRC_BASE, table), (DST_BASE, y)],
+            );
+            parallel_loop(&mut asm, |asm, _| {
                 asm.comment("id = min(max(tokens[r], 0), vocab − 1) (i32, sign-extended)");
                 asm.ldrsw_idx(INDEX, SRC2_BASE, ROW);
                 asm.cmp_imm(INDEX, 0);
@@ -293,11 +245,7 @@ fn emit(plan: &CopyPlan) -> Result<Microkernel, String> {
                 asm.mov_imm(IP0, vocab - 1);
                 asm.cmp(INDEX, IP0);
                 asm.csel(INDEX, INDEX, IP0, Cond::Lt);
-                asm.mul_imm(SRC, INDEX, row_bytes);
-                asm.add(SRC, SRC, SRC_BASE);
-                asm.mul_imm(DST, ROW, row_bytes);
-                asm.add(DST, DST, DST_BASE);
-                copy_row(asm, row_bytes);
+                copy_row(asm, row_bytes, (SRC_BASE, INDEX), (DST_BASE, ROW));
             });
             (
                 "copy.embed 4q",
@@ -306,42 +254,20 @@ fn emit(plan: &CopyPlan) -> Result<Microkernel, String> {
             )
         }
     };
-    asm.ret();
-    Ok(Microkernel {
-        name: name.into(),
-        tile: tile.into(),
-        code: asm.finish()?,
-        useful_per_iter: 0,
-    })
+    finish(asm, name.into(), tile, 0)
 }
 
-/// `for ROW in lo..hi { body }`; `body` may branch to the label it is given to skip to
-/// the next row.
-fn row_loop(asm: &mut Asm, body: impl FnOnce(&mut Asm, crate::aarch64::emit::Label)) {
-    let (top, next, done) = (asm.new_label(), asm.new_label(), asm.new_label());
-    asm.cmp(ROW, HI);
-    asm.b_cond(Cond::Ge, done);
-    asm.bind(top);
-    body(asm, next);
-    asm.bind(next);
-    asm.add_imm(ROW, ROW, 1);
-    asm.cmp(ROW, HI);
-    asm.b_cond(Cond::Lt, top);
-    asm.bind(done);
-}
-
-/// Copies `bytes` from `SRC` to `DST` (both advanced): 64-byte steps, then 16, 4 and 1.
-fn copy_row(asm: &mut Asm, bytes: u64) {
-    let by64 = bytes / 64;
-    if by64 > 0 {
-        let top = asm.new_label();
-        asm.mov_imm(CNT, by64 as i64);
-        asm.bind(top);
+/// Copies row `src.1` of the rows at `src.0` to row `dst.1` of those at `dst.0` (`bytes`
+/// each, through `SRC`/`DST`): 64-byte steps, then 16, 4 and 1.
+fn copy_row(asm: &mut Asm, bytes: u64, src: (X, X), dst: (X, X)) {
+    asm.mul_imm(SRC, src.1, bytes);
+    asm.add(SRC, SRC, src.0);
+    asm.mul_imm(DST, dst.1, bytes);
+    asm.add(DST, DST, dst.0);
+    counted(asm, CNT, bytes / 64, false, |asm| {
         asm.ld1_4s(DATA, 4, SRC, true);
         asm.st1_4s(DATA, 4, DST, true);
-        asm.subs_imm(CNT, CNT, 1);
-        asm.b_cond(Cond::Ne, top);
-    }
+    });
     let mut rest = bytes % 64;
     for (w, size) in [(Width::Q, 16), (Width::S, 4), (Width::B, 1)] {
         while rest >= size {

@@ -18,6 +18,7 @@
 pub mod attention;
 pub mod butterfly;
 pub mod butterfly_grad;
+mod common;
 pub mod copy;
 pub mod gemm;
 pub mod gemm_grad;

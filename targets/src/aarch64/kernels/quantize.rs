@@ -3,8 +3,9 @@
 //! ±127)`), one parallel iteration per row. Used for the activations of every int8
 //! projection at each decode step, and at load for the weights.
 //!
-//! Matching rebuilds the lowering's section (`section_match`) for the descriptor's `cols`,
-//! so every constant and operation is checked. Declined: any other body, params that are
+//! Matching builds the section with the lowering's own builder
+//! (`lower::quant::quantize_section`) for the descriptor's `cols` (`section_match`), so
+//! every constant and operation is checked. Declined: any other body, params that are
 //! not `x: f32, q: i8, scale: f32`, aliased params.
 //!
 //! Results are bit-exact with the body (the interpreter and Cranelift):
@@ -24,11 +25,15 @@
 //!   `int(NaN) = 0`). The clamp is SQXTN to i16, SQXTN to i8 (saturating at −128/127),
 //!   then SMAX with −127.
 
-use super::section_match::match_section;
+use super::common::{
+    ALIASED, RowSplit as Split, counted, finish, load_params, match_params, parallel_loop,
+    parallel_range, row_len, select, template,
+};
 use super::{Microkernel, SectionCtx, Selection};
-use crate::aarch64::emit::{ARGS, Asm, Cond, HI, LO, V, Width, X};
+use crate::aarch64::emit::{Asm, Cond, LO, V, Width, X};
+use crate::lower::quant::quantize_section;
 use bfly_ir::DType;
-use bfly_ir::kernel::{Access, BodyBuilder, Expr, KernelKind, LoopKind, Stmt};
+use bfly_ir::kernel::KernelKind;
 
 /// A recognised quantize section: the row length and the actual params.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -47,78 +52,23 @@ pub fn try_emit(ctx: &SectionCtx) -> Selection {
     if op != "quantize" {
         return Selection::NotMine;
     }
-    let plan = match recognise(ctx, *cols) {
-        Ok(p) => p,
-        Err(why) => return Selection::Declined(format!("quantize: {why}")),
-    };
-    match emit(&plan) {
-        Ok(m) => Selection::Emitted(m),
-        Err(e) => Selection::Declined(format!("quantize: emission: {e}")),
-    }
+    select("quantize", recognise(ctx, *cols), emit)
 }
 
 fn recognise(ctx: &SectionCtx, cols: u64) -> Result<QuantPlan, String> {
-    let Some((start, end)) = ctx.body.section_range(ctx.section) else {
-        return Err("the section is not a parallel loop".into());
-    };
-    let cols = i64::try_from(cols)
-        .ok()
-        .filter(|c| (1..=1 << 24).contains(c))
-        .ok_or(format!("cols = {cols} outside 1..2^24"))?;
-    let template = rebuild(cols, start, end);
-    let map = match_section(&ctx.body.stmts[ctx.section], &template)
-        .ok_or("the section differs from the lowering's form (aliased params?)")?;
-    let param = |role: u32, name: &str, dtype: DType| -> Result<u32, String> {
-        let p = *map.get(&role).ok_or(format!("param `{name}` unused"))?;
-        match ctx.body.params.get(p as usize) {
-            Some(q) if q.dtype == dtype => Ok(p),
-            _ => Err(format!("param `{name}` is not {dtype}")),
-        }
-    };
+    let (start, end) = parallel_range(ctx)?;
+    let cols = row_len(cols)?;
+    let template = template(&["x", "q", "scale"], |b, p| {
+        quantize_section(b, start.clone(), end.clone(), cols, (p[0], p[1], p[2]));
+    });
+    let roles = [("x", DType::F32), ("q", DType::I8), ("scale", DType::F32)];
+    let p = match_params(ctx, &template, &roles, ALIASED)?;
     Ok(QuantPlan {
         cols,
-        x: param(0, "x", DType::F32)?,
-        q: param(1, "q", DType::I8)?,
-        scale: param(2, "scale", DType::F32)?,
+        x: p[0],
+        q: p[1],
+        scale: p[2],
     })
-}
-
-/// The section `lower::quant::quantize` builds, with `round_half_away` of `lower::emit`
-/// inlined (a private copy: see `section_match`). Params: x, q, scale.
-fn rebuild(d: i64, start: &Expr, end: &Expr) -> Stmt {
-    let mut b = BodyBuilder::new();
-    let px = b.param("x", DType::F32, Access::Read);
-    let pq = b.param("q", DType::I8, Access::Write);
-    let ps = b.param("scale", DType::F32, Access::Write);
-    b.for_(LoopKind::Parallel, start.clone(), end.clone(), |b, r| {
-        let base = b.let_(r * d);
-        let m = b.let_(Expr::f32(0.0));
-        b.for_(LoopKind::Vector, 0, d, |b, j| {
-            b.assign(m, Expr::from(m).max(Expr::load(px, base + j).abs()));
-        });
-        let scale = b.let_(Expr::select(
-            Expr::Local(m).eq_(Expr::f32(0.0)),
-            Expr::f32(1.0),
-            Expr::Local(m) / Expr::f32(127.0),
-        ));
-        b.store(ps, r, scale);
-        b.for_(LoopKind::Vector, 0, d, |b, j| {
-            let v = b.let_(Expr::load(px, base + j) / Expr::Local(scale));
-            let a = b.let_(Expr::Local(v).abs());
-            let t = b.let_(Expr::Local(a).to_int().to_f32());
-            let frac = Expr::Local(a) - Expr::Local(t);
-            let up = Expr::select(Expr::f32(0.5).le(frac), Expr::f32(1.0), Expr::f32(0.0));
-            let rr = b.let_(Expr::Local(t) + up);
-            let rounded = Expr::select(
-                Expr::Local(v).lt(Expr::f32(0.0)),
-                -Expr::Local(rr),
-                Expr::Local(rr),
-            );
-            let clamped = rounded.min(Expr::f32(127.0)).max(Expr::f32(-127.0));
-            b.store(pq, base + j, clamped.to_int());
-        });
-    });
-    b.finish().stmts.remove(0)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -148,44 +98,6 @@ const H16: [V; 2] = [V(20), V(21)];
 const B8: V = V(22);
 const S: V = V(23);
 
-/// A row of `cols` split into 16-float loop steps, whole vectors and single floats.
-#[derive(Clone, Copy)]
-struct Split {
-    by16: u64,
-    by4: u64,
-    by1: u64,
-}
-
-impl Split {
-    fn of(cols: i64) -> Split {
-        let c = cols as u64;
-        Split {
-            by16: c / 16,
-            by4: (c % 16) / 4,
-            by1: c % 4,
-        }
-    }
-}
-
-/// Emits `body` `count` times as a counted loop on `CNT` (nothing when 0); `hot` marks it.
-fn counted(asm: &mut Asm, count: u64, hot: bool, body: impl FnOnce(&mut Asm)) {
-    if count == 0 {
-        return;
-    }
-    let top = asm.new_label();
-    asm.mov_imm(CNT, count as i64);
-    asm.bind(top);
-    if hot {
-        asm.mark("hot_loop");
-    }
-    body(asm);
-    asm.subs_imm(CNT, CNT, 1);
-    asm.b_cond(Cond::Ne, top);
-    if hot {
-        asm.mark("hot_loop_end");
-    }
-}
-
 /// FABS + FMAX per hot-loop vector, four vectors per iteration.
 const USEFUL_PER_ITER: u32 = 8;
 
@@ -196,47 +108,26 @@ fn emit(plan: &QuantPlan) -> Result<Microkernel, String> {
         "quantize cols = {}: per row {}×16 + {}×4 + {}×1",
         plan.cols, split.by16, split.by4, split.by1
     ));
-    asm.ldr_x(XB, ARGS, 8 * plan.x);
-    asm.ldr_x(QB, ARGS, 8 * plan.q);
-    asm.ldr_x(SB, ARGS, 8 * plan.scale);
+    load_params(&mut asm, &[(XB, plan.x), (QB, plan.q), (SB, plan.scale)]);
     asm.mov_imm(ROW_BYTES, 4 * plan.cols);
     asm.mov_imm(COLS, plan.cols);
     asm.const_4s(C127, 127.0);
     asm.const_4s(ONE, 1.0);
     asm.movi_16b(MINUS127, (-127i8) as u8);
-    let done = asm.new_label();
-    let top = asm.new_label();
-    asm.cmp(ROW, HI);
-    asm.b_cond(Cond::Ge, done);
-    asm.bind(top);
-    asm.comment("row loop: row pointers");
-    asm.madd(XROW, ROW, ROW_BYTES, XB);
-    asm.madd(QROW, ROW, COLS, QB);
-    absmax_pass(&mut asm, split);
-    asm.comment("scale = absmax == 0 ? 1 : absmax / 127 (FDIV); store it");
-    asm.fdiv_s(S, ACC[0], C127);
-    asm.fcmp_s_zero(ACC[0]);
-    asm.fcsel_s(S, ONE, S, Cond::Eq);
-    asm.str_idx(Width::S, S, SB, ROW);
-    asm.dup_4s_lane(SCALE, S, 0);
-    quantize_pass(&mut asm, split);
-    asm.add_imm(ROW, ROW, 1);
-    asm.cmp(ROW, HI);
-    asm.b_cond(Cond::Lt, top);
-    asm.bind(done);
-    asm.ret();
-    let code = asm.finish()?;
-    let useful_per_iter = if code.mark("hot_loop").is_some() {
-        USEFUL_PER_ITER
-    } else {
-        0
-    };
-    Ok(Microkernel {
-        name: "quantize.f32.i8 4x4".into(),
-        tile: TILE.into(),
-        code,
-        useful_per_iter,
-    })
+    parallel_loop(&mut asm, |asm, _| {
+        asm.comment("row loop: row pointers");
+        asm.madd(XROW, ROW, ROW_BYTES, XB);
+        asm.madd(QROW, ROW, COLS, QB);
+        absmax_pass(asm, split);
+        asm.comment("scale = absmax == 0 ? 1 : absmax / 127 (FDIV); store it");
+        asm.fdiv_s(S, ACC[0], C127);
+        asm.fcmp_s_zero(ACC[0]);
+        asm.fcsel_s(S, ONE, S, Cond::Eq);
+        asm.str_idx(Width::S, S, SB, ROW);
+        asm.dup_4s_lane(SCALE, S, 0);
+        quantize_pass(asm, split);
+    });
+    finish(asm, "quantize.f32.i8 4x4".into(), TILE, USEFUL_PER_ITER)
 }
 
 const TILE: &str = "\
@@ -256,7 +147,7 @@ fn absmax_pass(asm: &mut Asm, split: Split) {
         asm.zero(a);
     }
     asm.mov(XC, XROW);
-    counted(asm, split.by16, true, |asm| {
+    counted(asm, CNT, split.by16, true, |asm| {
         asm.ld1_4s(XV[0], 4, XC, true);
         for (a, x) in ACC.into_iter().zip(XV) {
             asm.fabs_4s(x, x);
@@ -296,7 +187,7 @@ fn quantize_pass(asm: &mut Asm, split: Split) {
     asm.comment("pass 2: q = clamp(round_half_away(x / scale), ±127)");
     asm.mov(XC, XROW);
     asm.mov(QC, QROW);
-    counted(asm, split.by16, false, |asm| {
+    counted(asm, CNT, split.by16, false, |asm| {
         asm.ld1_4s(XV[0], 4, XC, true);
         for x in XV {
             divide_round(asm, x);

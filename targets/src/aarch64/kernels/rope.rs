@@ -2,7 +2,8 @@
 //! `y[j] = x[j]·cos − x[j+half]·sin`, `y[j+half] = x[j]·sin + x[j+half]·cos` with
 //! `(cos, sin)` interleaved in a table row of the row's position.
 //!
-//! Both lowering forms are matched by rebuilding the section (`section_match`):
+//! Both lowering forms are matched against the section the lowering's own builder
+//! (`lower::attention::rope_section`) makes (`section_match`):
 //! inference, position `min(pos + row, context − 1)` (the context read off the body's
 //! clamp constant), and training, position `row % T`. Declined: any other body, non-f32
 //! params, aliased params.
@@ -10,11 +11,15 @@
 //! Results are bit-exact with the body: the same FMULs, then FSUB/FADD (no fusion into
 //! FMLA/FMLS, which would round once instead of twice).
 
-use super::section_match::match_section;
+use super::common::{
+    ALIASED, counted, finish, load_params, load_sym, match_params, parallel_loop, parallel_range,
+    select, template,
+};
 use super::{Microkernel, SectionCtx, Selection};
-use crate::aarch64::emit::{ARGS, Asm, Cond, HI, IP0, LO, SYMS, V, Width, X};
+use crate::aarch64::emit::{Asm, Cond, IP0, LO, V, Width, X};
+use crate::lower::attention::{Positions, rope_section};
 use bfly_ir::DType;
-use bfly_ir::kernel::{Access, BinOp, BodyBuilder, Expr, KernelKind, LoopKind, RtSym, Stmt};
+use bfly_ir::kernel::{BinOp, Expr, KernelKind, RtSym, Stmt};
 
 /// Where a row's table position comes from.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -41,20 +46,11 @@ pub fn try_emit(ctx: &SectionCtx) -> Selection {
     let KernelKind::Rope { heads, head_dim } = ctx.kernel.kind else {
         return Selection::NotMine;
     };
-    let plan = match recognise(ctx, heads, head_dim) {
-        Ok(p) => p,
-        Err(why) => return Selection::Declined(format!("rope: {why}")),
-    };
-    match emit(&plan) {
-        Ok(m) => Selection::Emitted(m),
-        Err(e) => Selection::Declined(format!("rope: emission: {e}")),
-    }
+    select("rope", recognise(ctx, heads, head_dim), emit)
 }
 
 fn recognise(ctx: &SectionCtx, heads: u64, head_dim: u64) -> Result<RopePlan, String> {
-    let Some((start, end)) = ctx.body.section_range(ctx.section) else {
-        return Err("the section is not a parallel loop".into());
-    };
+    let (start, end) = parallel_range(ctx)?;
     let small = |v: u64| i64::try_from(v).ok().filter(|v| (1..=1 << 20).contains(v));
     let (Some(h), Some(hd)) = (small(heads), small(head_dim)) else {
         return Err(format!("heads {heads} × head_dim {head_dim} out of range"));
@@ -68,23 +64,32 @@ fn recognise(ctx: &SectionCtx, heads: u64, head_dim: u64) -> Result<RopePlan, St
         Some(context) => return Err(format!("context {context} out of range")),
         None => Position::Sequence,
     };
-    let template = rebuild(h, hd, position, start, end);
-    let map = match_section(section, &template)
-        .ok_or("the section differs from the lowering's form (aliased params?)")?;
-    let param = |role: u32, name: &str| -> Result<u32, String> {
-        let p = *map.get(&role).ok_or(format!("param `{name}` unused"))?;
-        match ctx.body.params.get(p as usize) {
-            Some(q) if q.dtype == DType::F32 => Ok(p),
-            _ => Err(format!("param `{name}` is not f32")),
-        }
+    let positions = match position {
+        Position::Cached { context } => Positions::Cached { context },
+        Position::Sequence => Positions::Sequence {
+            t: Expr::Sym(RtSym::T),
+        },
     };
+    let template = template(&["x", "table", "y"], |b, p| {
+        let (start, end) = (start.clone(), end.clone());
+        rope_section(
+            b,
+            start,
+            end,
+            (h as u64, hd),
+            &positions,
+            (p[0], p[1], p[2]),
+        );
+    });
+    let roles = [("x", DType::F32), ("table", DType::F32), ("y", DType::F32)];
+    let p = match_params(ctx, &template, &roles, ALIASED)?;
     Ok(RopePlan {
         heads: h,
         head_dim: hd,
         position,
-        x: param(0, "x")?,
-        table: param(1, "table")?,
-        y: param(2, "y")?,
+        x: p[0],
+        table: p[1],
+        y: p[2],
     })
 }
 
@@ -108,47 +113,6 @@ fn read_context(section: &Stmt, hd: i64) -> Option<i64> {
         },
         _ => None,
     }
-}
-
-/// The section `lower::attention::rope` builds (a private copy: see `section_match`).
-/// Params: x, table, y.
-fn rebuild(heads: i64, hd: i64, position: Position, start: &Expr, end: &Expr) -> Stmt {
-    let (w, half) = (heads * hd, hd / 2);
-    let mut b = BodyBuilder::new();
-    let px = b.param("x", DType::F32, Access::Read);
-    let pt = b.param("table", DType::F32, Access::Read);
-    let py = b.param("y", DType::F32, Access::Write);
-    b.for_(LoopKind::Parallel, start.clone(), end.clone(), |b, r| {
-        let pos = match position {
-            Position::Cached { context } => (Expr::Sym(RtSym::Pos) + r).min(Expr::Int(context - 1)),
-            Position::Sequence => r % Expr::Sym(RtSym::T),
-        };
-        let tb = b.let_(pos * hd);
-        let xb = b.let_(r * w);
-        let per_head = |b: &mut BodyBuilder, hi: Expr| {
-            let hb = b.let_(xb + hi * hd);
-            b.for_(LoopKind::Vector, 0, half, |b, j| {
-                let c = b.let_(Expr::load(pt, tb + j * 2));
-                let s = b.let_(Expr::load(pt, tb + j * 2 + 1));
-                let lo = b.let_(Expr::load(px, hb + j));
-                let hi = b.let_(Expr::load(px, hb + j + half));
-                let (c, s, lo, hi) = (
-                    Expr::Local(c),
-                    Expr::Local(s),
-                    Expr::Local(lo),
-                    Expr::Local(hi),
-                );
-                b.store(py, hb + j, lo.clone() * c.clone() - hi.clone() * s.clone());
-                b.store(py, hb + j + half, lo * s + hi * c);
-            });
-        };
-        if heads == 1 {
-            per_head(b, Expr::Int(0));
-        } else {
-            b.serial(0, heads, |b, v| per_head(b, Expr::Var(v)));
-        }
-    });
-    b.finish().stmts.remove(0)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -192,81 +156,58 @@ fn emit(plan: &RopePlan) -> Result<Microkernel, String> {
         "rope heads = {}, head_dim = {hd}: per row {by4}×4 + {by1}×1 pairs per head",
         plan.heads
     ));
-    asm.ldr_x(TB, ARGS, 8 * plan.table);
-    asm.ldr_x(XR, ARGS, 8 * plan.x);
-    asm.ldr_x(YR, ARGS, 8 * plan.y);
-    let sym_slot = match plan.position {
-        Position::Cached { .. } => RtSym::Pos.slot(),
-        Position::Sequence => RtSym::T.slot(),
+    load_params(&mut asm, &[(TB, plan.table), (XR, plan.x), (YR, plan.y)]);
+    let sym = match plan.position {
+        Position::Cached { .. } => RtSym::Pos,
+        Position::Sequence => RtSym::T,
     };
-    asm.ldr_x(SYM, SYMS, 8 * sym_slot as u32);
+    load_sym(&mut asm, SYM, sym);
     asm.mov_imm(HALF_BYTES, 4 * half);
     asm.mul_imm(POS, ROW, row_bytes);
     asm.add(XR, XR, POS);
     asm.add(YR, YR, POS);
-    let done = asm.new_label();
-    let top = asm.new_label();
-    asm.cmp(ROW, HI);
-    asm.b_cond(Cond::Ge, done);
-    asm.bind(top);
-    match plan.position {
-        Position::Cached { context } => {
-            asm.comment("row loop: position = min(pos + row, context − 1)");
-            asm.add(POS, SYM, ROW);
-            asm.mov_imm(IP0, context - 1);
-            asm.cmp(POS, IP0);
-            asm.csel(POS, POS, IP0, Cond::Lt);
+    parallel_loop(&mut asm, |asm, _| {
+        match plan.position {
+            Position::Cached { context } => {
+                asm.comment("row loop: position = min(pos + row, context − 1)");
+                asm.add(POS, SYM, ROW);
+                asm.mov_imm(IP0, context - 1);
+                asm.cmp(POS, IP0);
+                asm.csel(POS, POS, IP0, Cond::Lt);
+            }
+            Position::Sequence => {
+                asm.comment("row loop: position = row % T");
+                asm.udiv(POS, ROW, SYM);
+                asm.mul(POS, POS, SYM);
+                asm.sub(POS, ROW, POS);
+            }
         }
-        Position::Sequence => {
-            asm.comment("row loop: position = row % T");
-            asm.udiv(POS, ROW, SYM);
-            asm.mul(POS, POS, SYM);
-            asm.sub(POS, ROW, POS);
+        asm.mul_imm(POS, POS, (4 * hd) as u64);
+        asm.add(TC, TB, POS);
+        asm.mov(XL, XR);
+        asm.mov(YL, YR);
+        if by4 > 0 {
+            asm.comment("4 pairs at a time: LD2 (cos, sin), then every head");
         }
-    }
-    asm.mul_imm(POS, POS, (4 * hd) as u64);
-    asm.add(TC, TB, POS);
-    asm.mov(XL, XR);
-    asm.mov(YL, YR);
-    if by4 > 0 {
-        asm.comment("4 pairs at a time: LD2 (cos, sin), then every head");
-        let block = asm.new_label();
-        asm.mov_imm(CNT_J, by4 as i64);
-        asm.bind(block);
-        asm.ld2_4s(COS, TC, true);
-        heads_loop(&mut asm, plan, Width::Q, true);
-        asm.add_imm(XL, XL, 16);
-        asm.add_imm(YL, YL, 16);
-        asm.subs_imm(CNT_J, CNT_J, 1);
-        asm.b_cond(Cond::Ne, block);
-    }
-    for _ in 0..by1 {
-        asm.comment("single pair: LDR s (cos, sin), then every head");
-        asm.ldr_post(Width::S, COS, TC, 4);
-        asm.ldr_post(Width::S, SIN, TC, 4);
-        heads_loop(&mut asm, plan, Width::S, false);
-        asm.add_imm(XL, XL, 4);
-        asm.add_imm(YL, YL, 4);
-    }
-    asm.add_imm(XR, XR, row_bytes);
-    asm.add_imm(YR, YR, row_bytes);
-    asm.add_imm(ROW, ROW, 1);
-    asm.cmp(ROW, HI);
-    asm.b_cond(Cond::Lt, top);
-    asm.bind(done);
-    asm.ret();
-    let code = asm.finish()?;
-    let useful_per_iter = if code.mark("hot_loop").is_some() {
-        USEFUL_PER_ITER
-    } else {
-        0
-    };
-    Ok(Microkernel {
-        name: format!("rope.f32.{} 4x1", position_name(plan.position)),
-        tile: TILE.into(),
-        code,
-        useful_per_iter,
-    })
+        counted(asm, CNT_J, by4, false, |asm| {
+            asm.ld2_4s(COS, TC, true);
+            heads_loop(asm, plan, Width::Q, true);
+            asm.add_imm(XL, XL, 16);
+            asm.add_imm(YL, YL, 16);
+        });
+        for _ in 0..by1 {
+            asm.comment("single pair: LDR s (cos, sin), then every head");
+            asm.ldr_post(Width::S, COS, TC, 4);
+            asm.ldr_post(Width::S, SIN, TC, 4);
+            heads_loop(asm, plan, Width::S, false);
+            asm.add_imm(XL, XL, 4);
+            asm.add_imm(YL, YL, 4);
+        }
+        asm.add_imm(XR, XR, row_bytes);
+        asm.add_imm(YR, YR, row_bytes);
+    });
+    let name = format!("rope.f32.{} 4x1", position_name(plan.position));
+    finish(asm, name, TILE, USEFUL_PER_ITER)
 }
 
 fn position_name(p: Position) -> &'static str {

@@ -1,9 +1,9 @@
 //! `rows`: the f32 row reductions of `lower/norm.rs` — `row{rmsnorm}`, `row{layernorm}`
 //! and `row{softmax}` — one parallel iteration per row, each row in vector passes.
 //!
-//! Matching rebuilds the lowering's section (`section_match`) for the descriptor's `cols`
-//! and the `eps` read off the body, so every constant, index and operation order is
-//! checked. Declined: f16/int params, aliased params (in-place forms), any other body.
+//! Matching builds the section with the lowering's own builders (`lower::norm`) for the
+//! descriptor's `cols` and the `eps` read off the body (`section_match`), so every
+//! constant, index and operation order is checked. Declined: f16/int params, aliased params (in-place forms), any other body.
 //! Other row ops (`cross_entropy`, `quantize`) are `NotMine`.
 //!
 //! Results: the per-element operations are the body's, in its order, with IEEE FDIV/FSQRT
@@ -12,12 +12,16 @@
 //! body's `vector` loops allow. Softmax uses `neon_math::exp_4s`, the Cranelift sequence
 //! bit for bit.
 
+use super::common::{
+    RowSplit as Split, counted, finish, load_params, match_params, parallel_loop, parallel_range,
+    row_len, select, template,
+};
 use super::neon_math::{EXP_OPS, ExpConsts, exp_4s};
-use super::section_match::match_section;
 use super::{Microkernel, SectionCtx, Selection};
-use crate::aarch64::emit::{ARGS, Asm, Cond, HI, LO, V, Width, X};
+use crate::aarch64::emit::{Asm, LO, V, Width, X};
+use crate::lower::norm::{NormParams, norm_section, softmax_section};
 use bfly_ir::DType;
-use bfly_ir::kernel::{Access, BinOp, BodyBuilder, Expr, KernelKind, LoopKind, Stmt, UnOp};
+use bfly_ir::kernel::{BinOp, Expr, KernelKind, Stmt, UnOp};
 
 /// Which row op.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -63,27 +67,15 @@ pub fn try_emit(ctx: &SectionCtx) -> Selection {
     if !matches!(op.as_str(), "rmsnorm" | "layernorm" | "softmax") {
         return Selection::NotMine;
     }
-    let plan = match recognise(ctx, op, *cols) {
-        Ok(p) => p,
-        Err(why) => return Selection::Declined(format!("rows.{op}: {why}")),
-    };
-    match emit(&plan) {
-        Ok(m) => Selection::Emitted(m),
-        Err(e) => Selection::Declined(format!("rows.{op}: emission: {e}")),
-    }
+    select(&format!("rows.{op}"), recognise(ctx, op, *cols), emit)
 }
 
 // ---------------------------------------------------------------------------------------
 // Recognition.
 
 fn recognise(ctx: &SectionCtx, op: &str, cols: u64) -> Result<RowPlan, String> {
-    let Some((start, end)) = ctx.body.section_range(ctx.section) else {
-        return Err("the section is not a parallel loop".into());
-    };
-    let cols = i64::try_from(cols)
-        .ok()
-        .filter(|c| (1..=1 << 24).contains(c))
-        .ok_or(format!("cols = {cols} outside 1..2^24"))?;
+    let (start, end) = parallel_range(ctx)?;
+    let cols = row_len(cols)?;
     let section = &ctx.body.stmts[ctx.section];
     let kind = match op {
         "softmax" => RowKind::Softmax,
@@ -94,19 +86,29 @@ fn recognise(ctx: &SectionCtx, op: &str, cols: u64) -> Result<RowPlan, String> {
             eps: read_eps(section).ok_or("no `1 / sqrt(var / cols + eps)` statement")?,
         },
     };
-    let template = rebuild(kind, cols, start, end);
-    let map = match_section(section, &template)
-        .ok_or("the section differs from the lowering's form (f16 result, aliased params?)")?;
-    let mut params = Vec::new();
-    for (role, name) in kind.roles().iter().enumerate() {
-        let p = *map
-            .get(&(role as u32))
-            .ok_or(format!("param `{name}` unused"))?;
-        if ctx.body.params.get(p as usize).map(|q| q.dtype) != Some(DType::F32) {
-            return Err(format!("param `{name}` is not f32"));
+    let template = template(kind.roles(), |b, p| {
+        let (start, end) = (start.clone(), end.clone());
+        match kind {
+            RowKind::Softmax => softmax_section(b, start, end, cols, (p[0], p[1]), true),
+            RowKind::RmsNorm { eps } | RowKind::LayerNorm { eps } => {
+                let layer = matches!(kind, RowKind::LayerNorm { .. });
+                let params = NormParams {
+                    x: p[0],
+                    gain: p[1],
+                    bias: layer.then(|| p[2]),
+                    y: p[p.len() - 1],
+                };
+                norm_section(b, start, end, cols, eps, params);
+            }
         }
-        params.push(p);
-    }
+    });
+    let roles: Vec<(&str, DType)> = kind.roles().iter().map(|&n| (n, DType::F32)).collect();
+    let params = match_params(
+        ctx,
+        &template,
+        &roles,
+        "the section differs from the lowering's form (f16 result, aliased params?)",
+    )?;
     Ok(RowPlan { kind, cols, params })
 }
 
@@ -131,77 +133,6 @@ fn read_eps(section: &Stmt) -> Option<f32> {
         },
         _ => None,
     })
-}
-
-/// The section `lower::norm` builds (a private copy: see `section_match`), params in
-/// `RowKind::roles` order.
-fn rebuild(kind: RowKind, d: i64, start: &Expr, end: &Expr) -> Stmt {
-    let mut b = BodyBuilder::new();
-    for name in kind.roles() {
-        b.param(name, DType::F32, Access::Read);
-    }
-    let df = Expr::F32(d as f32);
-    match kind {
-        RowKind::RmsNorm { eps } | RowKind::LayerNorm { eps } => {
-            let layer = matches!(kind, RowKind::LayerNorm { .. });
-            let (px, pg) = (0, 1);
-            let pb = layer.then_some(2);
-            let py = if layer { 3 } else { 2 };
-            b.for_(LoopKind::Parallel, start.clone(), end.clone(), |b, r| {
-                let base = b.let_(r * d);
-                let xj = |j| Expr::load(px, base + j);
-                let mean = if layer {
-                    let sum = b.let_(Expr::f32(0.0));
-                    b.for_(LoopKind::Vector, 0, d, |b, j| b.assign(sum, sum + xj(j)));
-                    Some(b.let_(sum / df.clone()))
-                } else {
-                    None
-                };
-                let ss = b.let_(Expr::f32(0.0));
-                b.for_(LoopKind::Vector, 0, d, |b, j| {
-                    let c = b.let_(match mean {
-                        Some(m) => xj(j) - Expr::Local(m),
-                        None => xj(j),
-                    });
-                    b.assign(ss, ss + Expr::Local(c) * Expr::Local(c));
-                });
-                let inv = b.let_(Expr::f32(1.0) / (ss / df.clone() + Expr::F32(eps)).sqrt());
-                b.for_(LoopKind::Vector, 0, d, |b, j| {
-                    let c = match mean {
-                        Some(m) => xj(j) - Expr::Local(m),
-                        None => xj(j),
-                    };
-                    let v = c * Expr::Local(inv) * Expr::load(pg, Expr::Var(j));
-                    let v = match pb {
-                        Some(p) => v + Expr::load(p, Expr::Var(j)),
-                        None => v,
-                    };
-                    b.store(py, base + j, v);
-                });
-            });
-        }
-        RowKind::Softmax => {
-            let (px, py) = (0, 1);
-            b.for_(LoopKind::Parallel, start.clone(), end.clone(), |b, r| {
-                let base = b.let_(r * d);
-                let m = b.let_(Expr::f32(f32::NEG_INFINITY));
-                b.for_(LoopKind::Vector, 0, d, |b, j| {
-                    b.assign(m, Expr::from(m).max(Expr::load(px, base + j)));
-                });
-                let sum = b.let_(Expr::f32(0.0));
-                b.for_(LoopKind::Vector, 0, d, |b, j| {
-                    let e = b.let_((Expr::load(px, base + j) - Expr::Local(m)).exp());
-                    b.store(py, base + j, e);
-                    b.assign(sum, sum + Expr::Local(e));
-                });
-                b.for_(LoopKind::Vector, 0, d, |b, j| {
-                    let e = Expr::load(py, base + j);
-                    b.store(py, base + j, e / Expr::Local(sum));
-                });
-            });
-        }
-    }
-    b.finish().stmts.remove(0)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -238,44 +169,6 @@ const EXP_FIRST: u32 = 16;
 const MAXV: V = V(29);
 const SUM: [V; 2] = [V(30), V(31)];
 
-/// A row of `cols` split into 16-float loop steps, whole vectors and single floats.
-#[derive(Clone, Copy)]
-struct Split {
-    by16: u64,
-    by4: u64,
-    by1: u64,
-}
-
-impl Split {
-    fn of(cols: i64) -> Split {
-        let c = cols as u64;
-        Split {
-            by16: c / 16,
-            by4: (c % 16) / 4,
-            by1: c % 4,
-        }
-    }
-}
-
-/// Emits `body` `count` times as a counted loop on `CNT` (nothing when 0); `hot` marks it.
-fn counted(asm: &mut Asm, count: u64, hot: bool, body: impl FnOnce(&mut Asm)) {
-    if count == 0 {
-        return;
-    }
-    let top = asm.new_label();
-    asm.mov_imm(CNT, count as i64);
-    asm.bind(top);
-    if hot {
-        asm.mark("hot_loop");
-    }
-    body(asm);
-    asm.subs_imm(CNT, CNT, 1);
-    asm.b_cond(Cond::Ne, top);
-    if hot {
-        asm.mark("hot_loop_end");
-    }
-}
-
 fn emit(plan: &RowPlan) -> Result<Microkernel, String> {
     let mut asm = Asm::new();
     let split = Split::of(plan.cols);
@@ -292,9 +185,12 @@ fn emit(plan: &RowPlan) -> Result<Microkernel, String> {
         RowKind::LayerNorm { .. } => &[XB, GB, BB, YB],
         RowKind::Softmax => &[XB, YB],
     };
-    for (&reg, &p) in bases.iter().zip(&plan.params) {
-        asm.ldr_x(reg, ARGS, 8 * p);
-    }
+    let args: Vec<(X, u32)> = bases
+        .iter()
+        .copied()
+        .zip(plan.params.iter().copied())
+        .collect();
+    load_params(&mut asm, &args);
     asm.mov_imm(ROW_BYTES, 4 * plan.cols);
     let exp = match plan.kind {
         RowKind::Softmax => Some(ExpConsts::load(&mut asm, EXP_FIRST)),
@@ -305,49 +201,34 @@ fn emit(plan: &RowPlan) -> Result<Microkernel, String> {
             None
         }
     };
-    let done = asm.new_label();
-    let top = asm.new_label();
-    asm.cmp(ROW, HI);
-    asm.b_cond(Cond::Ge, done);
-    asm.bind(top);
-    asm.comment("row loop: row pointers");
-    asm.madd(XROW, ROW, ROW_BYTES, XB);
-    asm.madd(YROW, ROW, ROW_BYTES, YB);
-    let useful = match (plan.kind, exp) {
-        (RowKind::Softmax, Some(c)) => softmax_row(&mut asm, split, &c),
-        (RowKind::LayerNorm { .. }, _) => norm_row(&mut asm, split, true),
-        _ => norm_row(&mut asm, split, false),
-    };
-    asm.add_imm(ROW, ROW, 1);
-    asm.cmp(ROW, HI);
-    asm.b_cond(Cond::Lt, top);
-    asm.bind(done);
-    asm.ret();
-    let code = asm.finish()?;
-    let useful_per_iter = if code.mark("hot_loop").is_some() {
-        useful
-    } else {
-        0
-    };
-    Ok(Microkernel {
-        name: format!("rows.f32.{} 4x4", plan.kind.name()),
-        tile: tile_comment(plan.kind),
-        code,
-        useful_per_iter,
-    })
+    let mut useful = 0;
+    parallel_loop(&mut asm, |asm, _| {
+        asm.comment("row loop: row pointers");
+        asm.madd(XROW, ROW, ROW_BYTES, XB);
+        asm.madd(YROW, ROW, ROW_BYTES, YB);
+        useful = match (plan.kind, exp) {
+            (RowKind::Softmax, Some(c)) => softmax_row(asm, split, &c),
+            (RowKind::LayerNorm { .. }, _) => norm_row(asm, split, true),
+            _ => norm_row(asm, split, false),
+        };
+    });
+    let name = format!("rows.f32.{} 4x4", plan.kind.name());
+    finish(asm, name, tile_comment(plan.kind), useful)
 }
 
-fn tile_comment(kind: RowKind) -> String {
+fn tile_comment(kind: RowKind) -> &'static str {
     match kind {
-        RowKind::RmsNorm { .. } | RowKind::LayerNorm { .. } => "\
+        RowKind::RmsNorm { .. } | RowKind::LayerNorm { .. } => {
+            "\
 one row per parallel iteration, 16 floats per loop step:
   v0..v3   four partial sums (Σx, then Σc² with c = x − mean for layernorm)
   v4..v7   16 row floats (LD1 ×4), v20..v23 gain, v24..v27 bias
   v16 cols, v17 eps, v18 1.0, v19 inv = 1/sqrt(Σc²/cols + eps) (FDIV, FSQRT, FDIV)
   v28 mean (layernorm)
 hot loop (Σc²): LD1 ×4, [FSUB ×4], FMLA ×4; store pass: y = c·inv·gain (+ bias)"
-            .into(),
-        RowKind::Softmax => "\
+        }
+        RowKind::Softmax => {
+            "\
 one row per parallel iteration:
   pass 1   v0..v3 running max over 16 floats per step (FMAX), reduced by FMAXV
   pass 2   8 floats per step: e = exp(x − max) (v4, v0 with temps v5..v7, v1..v3),
@@ -355,7 +236,7 @@ one row per parallel iteration:
   pass 3   y = e / sum (FDIV ×4 per 16 floats)
   v16..v28 exp constants, v29 max
 hot loop (pass 2): 2 × (FSUB + 32-op exp + FADD)"
-            .into(),
+        }
     }
 }
 
@@ -405,7 +286,7 @@ fn sum_pass(asm: &mut Asm, split: Split, what: SumOf) {
         asm.zero(a);
     }
     asm.mov(XC, XROW);
-    counted(asm, split.by16, what != SumOf::Values, |asm| {
+    counted(asm, CNT, split.by16, what != SumOf::Values, |asm| {
         asm.ld1_4s(XV[0], 4, XC, true);
         for (a, x) in ACC.into_iter().zip(XV) {
             step(asm, a, x);
@@ -452,7 +333,7 @@ fn scale_pass(asm: &mut Asm, split: Split, layer: bool) {
             asm.fadd_4s(x, x, b);
         }
     };
-    counted(asm, split.by16, false, |asm| {
+    counted(asm, CNT, split.by16, false, |asm| {
         asm.ld1_4s(XV[0], 4, XC, true);
         asm.ld1_4s(GV[0], 4, GC, true);
         if layer {
@@ -498,7 +379,7 @@ fn softmax_row(asm: &mut Asm, split: Split, c: &ExpConsts) -> u32 {
         asm.mov_v(*a, ACC[0]);
     }
     asm.mov(XC, XROW);
-    counted(asm, split.by16, false, |asm| {
+    counted(asm, CNT, split.by16, false, |asm| {
         asm.ld1_4s(XV[0], 4, XC, true);
         for (a, x) in ACC.into_iter().zip(XV) {
             asm.fmax_4s(a, a, x);
@@ -529,7 +410,7 @@ fn softmax_row(asm: &mut Asm, split: Split, c: &ExpConsts) -> u32 {
         (ACC[0], [ACC[1], ACC[2], ACC[3]]),
     ];
     let cols = 16 * split.by16 + 4 * split.by4;
-    counted(asm, cols / 8, true, |asm| {
+    counted(asm, CNT, cols / 8, true, |asm| {
         for (x, _) in lanes {
             asm.ldr_post(Width::Q, x, XC, 16);
             asm.fsub_4s(x, x, MAXV);
@@ -565,7 +446,7 @@ fn softmax_row(asm: &mut Asm, split: Split, c: &ExpConsts) -> u32 {
     asm.comment("pass 3: y = e / Σe");
     asm.mov(XC, YROW);
     asm.mov(YC, YROW);
-    counted(asm, split.by16, false, |asm| {
+    counted(asm, CNT, split.by16, false, |asm| {
         asm.ld1_4s(XV[0], 4, XC, true);
         for x in XV {
             asm.fdiv_4s(x, x, SUM[0]);

@@ -1,17 +1,17 @@
 //! Strict recognition by rebuilding: a family builds the section its lowering would have
-//! produced for the parameters it read (a private copy of that lowering, so a change there
-//! makes bodies stop matching instead of silently computing the old thing), folds it as
-//! `lower::emit::tidy` folds, and requires it to equal the real section up to the
-//! numbering of loop variables, locals and params.
+//! produced for the parameters it read, folds it with the lowering's own integer folding
+//! (`lower::emit::fold_stmts`, what `tidy` does to every real body), and requires it to
+//! equal the real section up to the numbering of loop variables, locals and params.
 
-use bfly_ir::kernel::{BinOp, Expr, Local, LoopVar, Stmt};
+use crate::lower::emit::fold_stmts;
+use bfly_ir::kernel::{Expr, Local, LoopVar, Stmt};
 use std::collections::HashMap;
 
 /// If `actual` equals `template` up to renumbering, the actual param index of each
 /// template param (`map[template_param]`), for the params the template uses.
 pub fn match_section(actual: &Stmt, template: &Stmt) -> Option<HashMap<u32, u32>> {
     let mut template = template.clone();
-    fold_stmt(&mut template);
+    fold_stmts(std::slice::from_mut(&mut template));
     let (a, a_args) = canonical(actual);
     let (t, t_args) = canonical(&template);
     if a != t || a_args.len() != t_args.len() {
@@ -124,83 +124,6 @@ impl Renumber {
                 Expr::select(cond, then, self.expr(els))
             }
         }
-    }
-}
-
-fn fold_stmt(s: &mut Stmt) {
-    match s {
-        Stmt::For {
-            start, end, body, ..
-        } => {
-            fold(start);
-            fold(end);
-            body.iter_mut().for_each(fold_stmt);
-        }
-        Stmt::Let { value, .. } | Stmt::Assign { value, .. } => fold(value),
-        Stmt::Store { index, value, .. } => {
-            fold(index);
-            fold(value);
-        }
-        Stmt::If { cond, then } => {
-            fold(cond);
-            then.iter_mut().for_each(fold_stmt);
-        }
-    }
-}
-
-/// The integer folds of `lower::emit::fold` (each one preserves the value, so folding a
-/// template can only make an equal section match, never a different one).
-fn fold(e: &mut Expr) {
-    match e {
-        Expr::Bin(_, a, b) => {
-            fold(a);
-            fold(b);
-        }
-        Expr::Un(_, a) => fold(a),
-        Expr::Load { index, .. } => fold(index),
-        Expr::Select { cond, then, els } => {
-            fold(cond);
-            fold(then);
-            fold(els);
-        }
-        _ => return,
-    }
-    if let Some(new) = simplify(e) {
-        *e = new;
-    }
-}
-
-fn simplify(e: &Expr) -> Option<Expr> {
-    use Expr::Int;
-    let Expr::Bin(op, a, b) = e else {
-        return None;
-    };
-    match (op, &**a, &**b) {
-        (BinOp::Add, Int(x), Int(y)) => x.checked_add(*y).map(Int),
-        (BinOp::Sub, Int(x), Int(y)) => x.checked_sub(*y).map(Int),
-        (BinOp::Mul, Int(x), Int(y)) => x.checked_mul(*y).map(Int),
-        (BinOp::Div, Int(x), Int(y)) if *x >= 0 && *y > 0 => Some(Int(x / y)),
-        (BinOp::Rem, Int(x), Int(y)) if *x >= 0 && *y > 0 => Some(Int(x % y)),
-        (BinOp::Min, Int(x), Int(y)) => Some(Int(*x.min(y))),
-        (BinOp::Max, Int(x), Int(y)) => Some(Int(*x.max(y))),
-        (BinOp::Lt, Int(x), Int(y)) => Some(Int(i64::from(x < y))),
-        (BinOp::Le, Int(x), Int(y)) => Some(Int(i64::from(x <= y))),
-        (BinOp::Eq, Int(x), Int(y)) => Some(Int(i64::from(x == y))),
-        (BinOp::Add, Int(0), x) | (BinOp::Add | BinOp::Sub, x, Int(0)) => Some(x.clone()),
-        (BinOp::Mul, Int(1), x) | (BinOp::Mul | BinOp::Div, x, Int(1)) => Some(x.clone()),
-        (BinOp::Mul, Int(0), _) | (BinOp::Mul, _, Int(0)) | (BinOp::Rem, _, Int(1)) => Some(Int(0)),
-        (BinOp::Add | BinOp::Mul, Expr::Bin(inner, x, c1), Int(c2)) if inner == op => {
-            let Int(c1) = **c1 else {
-                return None;
-            };
-            let c = if *op == BinOp::Add {
-                c1.checked_add(*c2)?
-            } else {
-                c1.checked_mul(*c2)?
-            };
-            Some(Expr::bin(*op, (**x).clone(), Int(c)))
-        }
-        _ => None,
     }
 }
 

@@ -12,21 +12,24 @@
 
 use super::Vjp;
 use super::finish::{Args, finish};
-use super::util::{bias_sums, const_dims, for_maybe, for_pairs, need, rows_text, stage_stride};
+use super::util::{bias_sums, const_dims, for_maybe, for_pairs, need, rows_text};
 use crate::lower::site::{ArgRef, LowerError, OpLowering, numel_expr};
 use bfly_ir::kernel::{BodyBuilder, ButterflyDesc, Expr, KernelKind, LoopKind};
 use bfly_ir::{DType, Dim, infer::butterfly_width};
 use std::ops::Rem;
 
+/// The stride of a stage, for the aarch64 microkernels' geometry as well.
+pub(crate) use super::util::stage_stride;
+
 /// Geometry of one butterfly layer: `n` wide, `l` stages per block.
-struct Geo {
-    groups: u64,
-    stacks: u64,
-    blocks: u64,
-    n: u64,
-    l: u64,
-    n_in: u64,
-    n_out: u64,
+pub(crate) struct Geo {
+    pub groups: u64,
+    pub stacks: u64,
+    pub blocks: u64,
+    pub n: u64,
+    pub l: u64,
+    pub n_in: u64,
+    pub n_out: u64,
 }
 
 impl Geo {
@@ -104,8 +107,7 @@ pub fn butterfly(
         dx,
         dtw,
     };
-    rows_section(&mut b, &geo, &p, rows.clone(), increasing);
-    twiddle_section(&mut b, &geo, &p, rows.clone(), increasing);
+    vjp_sections(&mut b, &geo, &p, rows.clone(), increasing);
     if let Some(db) = db {
         bias_sums(&mut b, dy, db, rows, geo.groups * geo.n_out);
     }
@@ -138,14 +140,28 @@ pub fn butterfly(
 }
 
 /// Body params of the butterfly backward.
-struct Params {
-    x: u32,
-    tw: u32,
-    dy: u32,
-    xs: u32,
-    gs: u32,
-    dx: u32,
-    dtw: u32,
+pub(crate) struct Params {
+    pub x: u32,
+    pub tw: u32,
+    pub dy: u32,
+    pub xs: u32,
+    pub gs: u32,
+    pub dx: u32,
+    pub dtw: u32,
+}
+
+/// Sections 1 (rows) and 2 (twiddle gradients) for `geo` over `rows` rows. The aarch64
+/// microkernels (`aarch64/kernels/butterfly_grad`) rebuild their form with this too, so a
+/// body matches them only if it is exactly what this lowering produces.
+pub(crate) fn vjp_sections(
+    b: &mut BodyBuilder,
+    geo: &Geo,
+    p: &Params,
+    rows: Expr,
+    increasing: bool,
+) {
+    rows_section(b, geo, p, rows.clone(), increasing);
+    twiddle_section(b, geo, p, rows, increasing);
 }
 
 /// Twiddle entry `c` (row-major 2×2) of pair `i` of stage `st` of slab `slab = g·S + s`.

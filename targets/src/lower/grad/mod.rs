@@ -11,7 +11,7 @@
 //! result; results are the gradients of the float forward operands, in operand order.
 
 mod attention;
-mod butterfly;
+pub(crate) mod butterfly;
 mod elementwise;
 mod finish;
 mod layout;

@@ -5,6 +5,7 @@
 //! as it is, and `epilogue.rs` translates exactly what it says or declines.
 
 use crate::lower::butterfly::{Geo, SectionParams, SectionShape, rebuild_section};
+use crate::lower::merge::Renumber;
 use bfly_ir::kernel::{BinOp, Body, ButterflyDesc, Expr, Local, LoopKind, LoopVar, Stmt};
 use bfly_ir::{DType, StrideOrder};
 
@@ -66,6 +67,7 @@ pub fn recognize(body: &Body, desc: &ButterflyDesc, section: usize) -> Result<Ma
     let n_in = first_vector_end(row_body).ok_or("no copy loop")?;
     let (group, stack, path_lets, last_loop) = walk_nest(row_body, desc)?;
     let renumber = Renumber {
+        args: None,
         vars: row.0,
         locals: first_local(row_body).map_or(0, |l| l.0),
     };
@@ -247,63 +249,6 @@ fn first_local(stmts: &[Stmt]) -> Option<Local> {
         }
     }
     None
-}
-
-/// Shifts loop var and local ids (a section concatenated after others).
-struct Renumber {
-    vars: u32,
-    locals: u32,
-}
-
-impl Renumber {
-    fn stmt(&self, s: &Stmt) -> Stmt {
-        match s {
-            Stmt::For {
-                var,
-                start,
-                end,
-                kind,
-                body,
-            } => Stmt::For {
-                var: LoopVar(var.0 + self.vars),
-                start: self.expr(start),
-                end: self.expr(end),
-                kind: *kind,
-                body: body.iter().map(|s| self.stmt(s)).collect(),
-            },
-            Stmt::Let { local, value } => Stmt::Let {
-                local: Local(local.0 + self.locals),
-                value: self.expr(value),
-            },
-            Stmt::Assign { local, value } => Stmt::Assign {
-                local: Local(local.0 + self.locals),
-                value: self.expr(value),
-            },
-            Stmt::Store { arg, index, value } => Stmt::Store {
-                arg: *arg,
-                index: self.expr(index),
-                value: self.expr(value),
-            },
-            Stmt::If { cond, then } => Stmt::If {
-                cond: self.expr(cond),
-                then: then.iter().map(|s| self.stmt(s)).collect(),
-            },
-        }
-    }
-
-    fn expr(&self, e: &Expr) -> Expr {
-        match e {
-            Expr::Var(v) => Expr::Var(LoopVar(v.0 + self.vars)),
-            Expr::Local(l) => Expr::Local(Local(l.0 + self.locals)),
-            Expr::Load { arg, index } => Expr::load(*arg, self.expr(index)),
-            Expr::Bin(op, a, b) => Expr::bin(*op, self.expr(a), self.expr(b)),
-            Expr::Un(op, a) => Expr::un(*op, self.expr(a)),
-            Expr::Select { cond, then, els } => {
-                Expr::select(self.expr(cond), self.expr(then), self.expr(els))
-            }
-            other => other.clone(),
-        }
-    }
 }
 
 /// The end of the first `vector for _ in 0..c` (the copy of `x` into the work row).

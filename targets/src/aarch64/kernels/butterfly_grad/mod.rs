@@ -18,20 +18,23 @@
 //! a rounding-level gradient.
 //!
 //! Matching is by reconstruction (`template.rs`): the body's first two sections must equal
-//! the canonical form for the descriptor's geometry, statement for statement. Stages with
-//! fewer than 4 pairs (`n < 8`) and any non-f32 operand are declined.
+//! the lowering's own form for the descriptor's geometry (`section_match`), statement for
+//! statement. Stages with fewer than 4 pairs (`n < 8`) and any non-f32 operand are
+//! declined.
 
 mod pairs;
 mod reduce;
 mod rows;
 mod template;
 
+use super::section_match::match_section;
 use super::{SectionCtx, Selection};
 use crate::aarch64::emit::{Asm, SYMS, X};
+use crate::lower::emit::fold_stmts;
 use bfly_ir::DType;
 use bfly_ir::infer::butterfly_width;
 use bfly_ir::kernel::{BinOp, Body, ButterflyDesc, Expr, KernelKind, LoopKind, RtSym, Stmt};
-use template::{Geo, Renaming};
+use template::Geo;
 
 /// A recognized butterfly-backward body.
 pub struct Form {
@@ -122,7 +125,7 @@ fn recognize(body: &Body, desc: &ButterflyDesc) -> Result<Form, String> {
     let n_outs = candidates(&ints, |c| c.div_ceil(n) == desc.stacks);
     // Both sides are folded the same way (a no-op on the lowering's already folded body).
     let mut have = body.stmts[..2].to_vec();
-    template::fold_stmts(&mut have);
+    fold_stmts(&mut have);
     for &n_in in &n_ins {
         for &n_out in &n_outs {
             for increasing in [true, false] {
@@ -137,7 +140,7 @@ fn recognize(body: &Body, desc: &ButterflyDesc) -> Result<Form, String> {
                     increasing,
                 };
                 let want = template::build(&geo, &rows);
-                if Renaming::default().same_stmts(&have, &want.stmts) {
+                if same_sections(&have, &want.stmts) {
                     return Ok(Form {
                         geo,
                         rows_const,
@@ -148,6 +151,16 @@ fn recognize(body: &Body, desc: &ButterflyDesc) -> Result<Form, String> {
         }
     }
     Err("body is not the canonical butterfly backward (lower/grad/butterfly.rs)".into())
+}
+
+/// Whether `have` equals the rebuilt `want` section for section, with every param in the
+/// template's place (the emitters address params by the template's indices).
+fn same_sections(have: &[Stmt], want: &[Stmt]) -> bool {
+    have.len() == want.len()
+        && have
+            .iter()
+            .zip(want)
+            .all(|(h, w)| match_section(h, w).is_some_and(|map| map.iter().all(|(t, a)| t == a)))
 }
 
 /// The end of the first serial loop in the twiddle section: its loop over rows.
