@@ -52,7 +52,7 @@ impl VPool {
 
 /// f32 constants held in registers for a whole epilogue: `exp`'s block (when the value
 /// uses `exp` or `tanh`) in `v19..v31`, the others below it. A collecting instance (for a
-/// dry run) records what is asked for and hands out placeholder registers.
+/// dry run) records what is asked for and hands out stand-in registers (nothing is emitted).
 pub struct Consts {
     regs: Vec<(u32, V)>,
     collected: Option<Vec<u32>>,
