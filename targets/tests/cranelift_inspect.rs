@@ -91,6 +91,21 @@ fn code_only_keeps_no_texts_and_same_code() {
     assert_eq!(lean.code_bytes(), full.code_bytes());
 }
 
+/// Sections another backend runs (the aarch64 microkernels) are not compiled at all.
+#[test]
+fn skipped_sections_are_not_compiled() {
+    let prog = program(vec![gemv_body(32, 4), two_section_body()]);
+    let all = HostProgram::compile(&prog).unwrap();
+    let some =
+        HostProgram::compile_except(&prog, JitOptions::default(), &|b, s| b.0 == 1 && s == 0)
+            .unwrap();
+    assert_eq!((all.num_functions(), some.num_functions()), (3, 2));
+    assert!(some.code_bytes() < all.code_bytes());
+    let text = some.asm_text();
+    let headers: Vec<&str> = text.lines().filter(|l| l.starts_with("; body")).collect();
+    assert_eq!(headers, ["; body0 section 0", "; body1 section 1"]);
+}
+
 #[test]
 fn clif_snapshot_of_a_vectorized_dot_product() {
     let mut b = BodyBuilder::new();

@@ -196,8 +196,8 @@ pub struct Aarch64Program {
 }
 
 impl Aarch64Program {
-    /// Emits the microkernels for `features`, compiles the whole program with Cranelift
-    /// (the fallback for every other section) and maps the microkernels executable.
+    /// Emits the microkernels for `features`, compiles every other section with Cranelift
+    /// and maps the microkernels executable.
     /// Fails off aarch64.
     pub fn compile(
         program: &KernelProgram,
@@ -206,7 +206,9 @@ impl Aarch64Program {
     ) -> Result<Aarch64Program, JitError> {
         let t0 = Instant::now();
         let plan = Aarch64Plan::emit(program, features);
-        let host = HostProgram::compile_with(program, options)?;
+        let micro: std::collections::HashSet<(BodyId, usize)> =
+            plan.micro.iter().map(|m| (m.body, m.section)).collect();
+        let host = HostProgram::compile_except(program, options, &|b, s| micro.contains(&(b, s)))?;
         let mut entries: Vec<Vec<Option<usize>>> = program
             .bodies
             .iter()

@@ -99,7 +99,7 @@ fn backend_name(isa: &dyn isa::TargetIsa) -> String {
 
 /// What compiling the bodies produced, besides the code itself.
 struct Compiled {
-    entries: Vec<Vec<usize>>,
+    entries: Vec<Vec<Option<usize>>>,
     notes: Vec<String>,
     texts: Vec<FuncText>,
     code_bytes: usize,
@@ -108,6 +108,7 @@ struct Compiled {
 pub(super) fn compile(
     program: &KernelProgram,
     options: JitOptions,
+    skip: &dyn Fn(BodyId, usize) -> bool,
 ) -> Result<HostProgram, JitError> {
     let t0 = Instant::now();
     let isa = host_isa()?;
@@ -119,7 +120,7 @@ pub(super) fn compile(
     let Some(module) = code.0.as_mut() else {
         return Err(JitError::Host("no module".into()));
     };
-    let out = define_all(module, program, options)?;
+    let out = define_all(module, program, options, skip)?;
     Ok(HostProgram {
         entries: out.entries,
         params: program.bodies.iter().map(|b| b.params.len()).collect(),
@@ -132,11 +133,13 @@ pub(super) fn compile(
     })
 }
 
-/// Builds, compiles and finalizes one function per section of every body.
+/// Builds, compiles and finalizes one function per section of every body, except the
+/// sections `skip` names (another backend runs those).
 fn define_all(
     module: &mut JITModule,
     program: &KernelProgram,
     options: JitOptions,
+    skip: &dyn Fn(BodyId, usize) -> bool,
 ) -> Result<Compiled, JitError> {
     let helpers = math::declare(module).map_err(JitError::Host)?;
     let config = module.target_config();
@@ -155,6 +158,10 @@ fn define_all(
         let body_id = BodyId(bi as u32);
         let mut body_ids = Vec::with_capacity(body.num_sections());
         for section in 0..body.num_sections() {
+            if skip(body_id, section) {
+                body_ids.push(None);
+                continue;
+            }
             let codegen = |message: String| JitError::Codegen {
                 body: body_id,
                 section,
@@ -201,7 +208,7 @@ fn define_all(
                 clif,
                 asm,
             });
-            body_ids.push(id);
+            body_ids.push(Some(id));
         }
         ids.push(body_ids);
     }
@@ -212,7 +219,7 @@ fn define_all(
         .iter()
         .map(|b| {
             b.iter()
-                .map(|&id| module.get_finalized_function(id) as usize)
+                .map(|id| id.map(|id| module.get_finalized_function(id) as usize))
                 .collect()
         })
         .collect();

@@ -137,7 +137,8 @@ struct FuncText {
 pub struct HostProgram {
     /// Entry address of `body b` section `s` at `entries[b][s]`. Kept as integers so the
     /// struct is `Send + Sync`; they stay valid while `_code` lives.
-    entries: Vec<Vec<usize>>,
+    /// `None` for a section compiled by another backend (`compile_except`).
+    entries: Vec<Vec<Option<usize>>>,
     /// Param count per body: `run_section` refuses shorter `args`.
     params: Vec<usize>,
     notes: Vec<String>,
@@ -178,7 +179,18 @@ impl HostProgram {
         program: &KernelProgram,
         options: JitOptions,
     ) -> Result<HostProgram, JitError> {
-        compile::compile(program, options)
+        compile::compile(program, options, &|_, _| false)
+    }
+
+    /// As [`HostProgram::compile_with`], but leaves out the sections `skip` names: the
+    /// aarch64 backend runs its microkernels there, so compiling them too would only cost
+    /// load time. Running a skipped section through this program runs nothing.
+    pub fn compile_except(
+        program: &KernelProgram,
+        options: JitOptions,
+        skip: &dyn Fn(BodyId, usize) -> bool,
+    ) -> Result<HostProgram, JitError> {
+        compile::compile(program, options, skip)
     }
 
     /// Why some `vector for` loops run serially (`body3 section 0: vector loop i4 runs
@@ -227,7 +239,11 @@ impl HostProgram {
 
     /// Number of compiled functions (sections over all bodies).
     pub fn num_functions(&self) -> usize {
-        self.entries.iter().map(Vec::len).sum()
+        self.entries
+            .iter()
+            .flatten()
+            .filter(|e| e.is_some())
+            .count()
     }
 
     /// Params of `body` (how many buffer addresses its sections read); `usize::MAX` for
@@ -244,7 +260,7 @@ impl HostProgram {
         if nargs < *self.params.get(b)? {
             return None;
         }
-        self.entries.get(b)?.get(section).copied()
+        self.entries.get(b)?.get(section).copied().flatten()
     }
 }
 

@@ -11,6 +11,7 @@ use super::pairs::Chunk;
 use super::template::{self, Geo};
 use crate::aarch64::emit::{ARGS, Asm, Cond, HI, LO, V, Width, X};
 use crate::aarch64::kernels::Microkernel;
+use crate::aarch64::kernels::common::counted;
 
 const XIN: X = X(4);
 const TW: X = X(5);
@@ -266,37 +267,14 @@ fn stage(a: &mut Asm, geo: &Geo, st: u64, dir: Dir, hot: bool) -> u32 {
         }
         chunk.store(a, 16, DST);
     };
-    let top = a.new_label();
     match chunk.block_stride() {
-        None => {
-            a.mov_imm(CNT, (half / u64::from(chunk.pairs)) as i64);
-            a.bind(top);
-            if hot {
-                a.mark("hot_loop");
-            }
-            step(a);
-            a.subs_imm(CNT, CNT, 1);
-            a.b_cond(Cond::Ne, top);
-            if hot {
-                a.mark("hot_loop_end");
-            }
-        }
+        None => counted(a, CNT, half / u64::from(chunk.pairs), hot, step),
         Some(s) => {
             let s = u64::from(s);
             let block = a.new_label();
             a.mov_imm(BLK, (half / s) as i64);
             a.bind(block);
-            a.mov_imm(CNT, (s / 8) as i64);
-            a.bind(top);
-            if hot {
-                a.mark("hot_loop");
-            }
-            step(a);
-            a.subs_imm(CNT, CNT, 1);
-            a.b_cond(Cond::Ne, top);
-            if hot {
-                a.mark("hot_loop_end");
-            }
+            counted(a, CNT, s / 8, hot, step);
             a.add_imm(SRC, SRC, 4 * s);
             a.add_imm(DST, DST, 4 * s);
             a.subs_imm(BLK, BLK, 1);
@@ -309,15 +287,10 @@ fn stage(a: &mut Asm, geo: &Geo, st: u64, dir: Dir, hot: bool) -> u32 {
 
 /// Copies `count` floats from `SRC` to `DST`, advancing both.
 fn copy(a: &mut Asm, count: u64) {
-    if count >= 16 {
-        let top = a.new_label();
-        a.mov_imm(CNT, (count / 16) as i64);
-        a.bind(top);
+    counted(a, CNT, count / 16, false, |a| {
         a.ld1_4s(V(0), 4, SRC, true);
         a.st1_4s(V(0), 4, DST, true);
-        a.subs_imm(CNT, CNT, 1);
-        a.b_cond(Cond::Ne, top);
-    }
+    });
     for _ in 0..(count % 16) / 4 {
         a.ldr_post(Width::Q, V(0), SRC, 16);
         a.str_post(Width::Q, V(0), DST, 16);
@@ -336,14 +309,7 @@ fn zero(a: &mut Asm, count: u64) {
     for v in 0..4 {
         a.zero(V(v));
     }
-    if count >= 16 {
-        let top = a.new_label();
-        a.mov_imm(CNT, (count / 16) as i64);
-        a.bind(top);
-        a.st1_4s(V(0), 4, DST, true);
-        a.subs_imm(CNT, CNT, 1);
-        a.b_cond(Cond::Ne, top);
-    }
+    counted(a, CNT, count / 16, false, |a| a.st1_4s(V(0), 4, DST, true));
     for _ in 0..(count % 16) / 4 {
         a.str_post(Width::Q, V(0), DST, 16);
     }
@@ -382,14 +348,7 @@ fn dx_sum(a: &mut Asm, geo: &Geo) {
         a.str_post(w, V(0), DST, bytes as i32);
         a.add_imm(SRC, SRC, u64::from(bytes));
     };
-    if geo.n_in >= 4 {
-        let top = a.new_label();
-        a.mov_imm(CNT, (geo.n_in / 4) as i64);
-        a.bind(top);
-        sum_one(a, Width::Q);
-        a.subs_imm(CNT, CNT, 1);
-        a.b_cond(Cond::Ne, top);
-    }
+    counted(a, CNT, geo.n_in / 4, false, |a| sum_one(a, Width::Q));
     for _ in 0..geo.n_in % 4 {
         sum_one(a, Width::S);
     }
