@@ -35,13 +35,19 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-# Runs a cargo test command, keeps its log, prints it without the empty-binary noise, and
-# fails with the command's own exit code.
+# Runs a cargo test command, keeps its whole log, prints it without build progress and
+# empty-binary noise, and fails with the command's own exit code. On failure the failing tests,
+# panics and compiler errors are repeated at the end, so they survive a truncated CI view.
 run_tests() {
   local log=$1; shift
   local rc=0
   "$@" >"$log" 2>&1 || rc=$?
-  grep -vE '^(running 0 tests|test result: ok\. 0 passed.*|)$' "$log" || true
+  grep -vE '^ *(Compiling|Downloading|Downloaded|Fresh|Blocking) |^(running 0 tests|test result: ok\. 0 passed.*|)$' "$log" || true
+  if [ "$rc" != 0 ]; then
+    step "FAILED (exit $rc) — summary of $log"
+    grep -E "^error|^warning: .*(No space|failed)|panicked at|^test .* FAILED|^    [a-z_0-9:]+$|Running .*\(|could not compile|No space left|signal: [0-9]+|SIGKILL|Killed" "$log" | tail -60 || true
+    df -h . 2>/dev/null | tail -1 || true
+  fi
   return "$rc"
 }
 mkdir -p target

@@ -346,11 +346,12 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
             break;
         }
     }
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
+    let pid = i32::try_from(child.id()).expect("pid fits i32");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT delivered");
     for line in lines {
         log.push_str(&line.expect("utf-8 stderr"));
         log.push('\n');
