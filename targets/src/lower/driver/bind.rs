@@ -10,7 +10,9 @@ use bfly_ir::{NodeId, Op, Type, Value};
 use std::collections::HashSet;
 
 impl<'g> Driver<'g> {
-    /// Lowers one node outside a region (or a region member lowered as it is).
+    /// Lowers one node outside a region (or a region member lowered as it is). A reshape, or
+    /// an elided widening cast (see `widen`), costs no kernel: its result is its operand's
+    /// buffer.
     pub(super) fn node(&mut self, id: NodeId) -> R<Vec<Bound>> {
         let g = self.g;
         let node = g.node(id);
@@ -18,11 +20,13 @@ impl<'g> Driver<'g> {
             return Ok(Vec::new());
         }
         let result = Value::first(id);
-        if matches!(node.op, Op::Reshape { .. }) && !self.value_buf.contains_key(&result) {
+        let aliases = matches!(node.op, Op::Reshape { .. }) || self.elided.contains(&id);
+        if aliases && !self.value_buf.contains_key(&result) {
             let operand = g.operands(id).first().copied().ok_or_else(|| {
                 LowerError::new(format!(
-                    "{} = reshape has no operand",
-                    self.names.get(result)
+                    "{} = {} has no operand",
+                    self.names.get(result),
+                    node.op.name()
                 ))
             })?;
             let b = self.buf_of(operand)?;

@@ -109,6 +109,17 @@ impl<'g> Driver<'g> {
         })
     }
 
+    /// The type a reader sees for operand `v`: its own, except that the result of an elided
+    /// widening cast is its f16 operand (the buffer it aliases).
+    pub(super) fn operand_ty(&self, v: Value) -> R<Type> {
+        if self.elided.contains(&v.node)
+            && let Some(&src) = self.g.operands(v.node).first()
+        {
+            return self.ty(src);
+        }
+        self.ty(v)
+    }
+
     pub(super) fn site(&self, id: NodeId) -> R<OpSite<'g>> {
         let node = self.g.node(id);
         Ok(OpSite {
@@ -117,7 +128,7 @@ impl<'g> Driver<'g> {
                 .g
                 .operands(id)
                 .iter()
-                .map(|v| self.ty(*v))
+                .map(|v| self.operand_ty(*v))
                 .collect::<R<Vec<_>>>()?,
             results: node.results.clone(),
             mode: self.mode,

@@ -36,7 +36,7 @@ impl<'g> Driver<'g> {
                 let last = plan.links.last().copied().unwrap_or(plan.anchor);
                 let mut site = self.site(plan.anchor)?;
                 for v in &plan.extra {
-                    site.operands.push(self.ty(*v)?);
+                    site.operands.push(self.operand_ty(*v)?);
                 }
                 site.results = vec![self.ty(Value::first(last))?];
                 let lowering = lower_fused(&site, &plan.epilogue)?;

@@ -19,6 +19,7 @@
 mod bind;
 mod buffers;
 mod fused;
+mod widen;
 
 use super::layout::copy_kernel;
 use super::site::{LowerError, LowerMode, OpLowering};
@@ -73,6 +74,9 @@ struct Driver<'g> {
     names: ValueNames,
     /// Weight-time nodes (by the rule, in either mode: hints use it; state only in inference).
     wt: HashSet<NodeId>,
+    /// Weight-time `cast f16 → f32` nodes not lowered (inference): their result aliases the
+    /// f16 operand's buffer and their readers see an f16 operand (see `widen`).
+    elided: HashSet<NodeId>,
     /// Nodes reading each value, and the values that are graph outputs.
     readers: HashMap<Value, Vec<NodeId>>,
     output_values: HashSet<Value>,
@@ -103,12 +107,19 @@ impl<'g> Driver<'g> {
             }
         }
         let output_values = g.outputs().iter().map(|o| o.value).collect();
+        let elided = match mode {
+            LowerMode::Inference { .. } => {
+                widen::elided_casts(g, &order, &wt, &readers, &output_values)
+            }
+            LowerMode::Training => HashSet::new(),
+        };
         Driver {
             g,
             mode,
             order,
             names,
             wt,
+            elided,
             readers,
             output_values,
             buffers: Vec::new(),
@@ -226,6 +237,7 @@ impl<'g> Driver<'g> {
                 computes: b.computes,
             });
         }
+        widen::demote_load_only_state(&mut program);
         Ok(program)
     }
 }
