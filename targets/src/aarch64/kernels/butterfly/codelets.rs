@@ -8,7 +8,8 @@
 //! with TRN1/TRN2 `.2d` resp. UZP1/UZP2 `.4s` so that lane `l` of `lo` pairs with lane `l`
 //! of `hi`, and undo it after (TRN `.2d` resp. ZIP `.4s`).
 
-use crate::aarch64::emit::{Asm, V, Width, X};
+use super::twiddle::TwStore;
+use crate::aarch64::emit::{Asm, V, X};
 
 /// Twiddle registers (a, b, c, d).
 pub const TW: [V; 4] = [V(0), V(1), V(2), V(3)];
@@ -40,19 +41,22 @@ impl Tile {
 }
 
 /// Where one stage's twiddles are: `base` points at coefficient `a` of pair index 0 of
-/// this tile; coefficient `k` is `k·half` floats further. `width` is how many pair indices
-/// one load covers (4, or 2 / 1 when the row has only 4 / 2 floats).
+/// this tile; coefficient `k` is `k·half` twiddles further. `lanes` is how many pair
+/// indices one load covers (4, or 2 / 1 when the row has only 4 / 2 floats); `store` how
+/// they are stored (f16 is widened on load).
 #[derive(Clone, Copy, Debug)]
 pub struct Twiddles {
     pub base: X,
     pub half: u32,
-    pub width: Width,
+    pub lanes: u32,
+    pub store: TwStore,
 }
 
 /// Loads the twiddles of pair indices `i .. i+4` into [`TW`].
 pub fn load_twiddles(asm: &mut Asm, tw: Twiddles, i: u32) {
     for (k, v) in TW.iter().enumerate() {
-        asm.ldr(tw.width, *v, tw.base, 4 * (k as u32 * tw.half + i));
+        tw.store
+            .load_f32(asm, *v, tw.base, k as u32 * tw.half + i, tw.lanes);
     }
 }
 

@@ -10,6 +10,7 @@
 //! Twiddles stream from memory (four q loads per vector pair and stage).
 
 use super::codelets::{self, Tile, Twiddles};
+use super::twiddle::TwStore;
 use crate::aarch64::emit::{Asm, Cond, V, Width, X};
 
 /// A stage of the flattened block×stage list: its packed-twiddle index and stride.
@@ -67,6 +68,7 @@ pub struct RowRegs {
     pub work: X,
     /// Packed twiddles of this (group, stack).
     pub tw: X,
+    pub store: TwStore,
 }
 
 /// Scratch general registers of the passes.
@@ -76,9 +78,9 @@ const T1: X = X(15);
 const OUTER: X = X(19);
 const INNER: X = X(20);
 
-/// Bytes of one stage's packed twiddles (`4 · n/2` floats).
-fn stage_bytes(n: u32) -> u64 {
-    8 * u64::from(n)
+/// Bytes of one stage's packed twiddles (`4 · n/2` twiddles).
+pub fn stage_bytes(n: u32, store: TwStore) -> u64 {
+    u64::from(store.off(2 * n))
 }
 
 /// Emits every pass on the row; marks the first radix-4 inner loop `hot_loop` when `hot`.
@@ -110,10 +112,10 @@ fn chunk_pass(asm: &mut Asm, stages: &[StageRef], n: u32, row: RowRegs) {
         strides.join(", ")
     ));
     let vecs = c.div_ceil(4) as usize;
-    let (data_w, tw_w) = match n {
-        2 => (Width::D, Width::S),
-        4 => (Width::Q, Width::D),
-        _ => (Width::Q, Width::Q),
+    let (data_w, tw_lanes) = match n {
+        2 => (Width::D, 1),
+        4 => (Width::Q, 2),
+        _ => (Width::Q, 4),
     };
     asm.mov(P, row.work);
     asm.mov_imm(T0, 0);
@@ -127,12 +129,13 @@ fn chunk_pass(asm: &mut Asm, stages: &[StageRef], n: u32, row: RowRegs) {
         asm.ldr(data_w, *v, P, 16 * k as u32);
     }
     for s in stages {
-        asm.add_imm(T1, row.tw, s.index * stage_bytes(n));
+        asm.add_imm(T1, row.tw, s.index * stage_bytes(n, row.store));
         asm.add(T1, T1, T0);
         let tw = Twiddles {
             base: T1,
             half: n / 2,
-            width: tw_w,
+            lanes: tw_lanes,
+            store: row.store,
         };
         codelets::stage(asm, &mut tile, s.stride, tw);
     }
@@ -141,7 +144,7 @@ fn chunk_pass(asm: &mut Asm, stages: &[StageRef], n: u32, row: RowRegs) {
     }
     if chunks > 1 {
         asm.add_imm(P, P, u64::from(4 * c));
-        asm.add_imm(T0, T0, u64::from(2 * c));
+        asm.add_imm(T0, T0, u64::from(row.store.off(c / 2)));
         asm.subs_imm(OUTER, OUTER, 1);
         asm.b_cond(Cond::Ne, top);
     }
@@ -164,8 +167,8 @@ fn radix4_pass(asm: &mut Asm, first: StageRef, second: StageRef, n: u32, row: Ro
     ));
     let (ta, tb) = (T0, T1);
     asm.mov(P, row.work);
-    asm.add_imm(ta, row.tw, small.index * stage_bytes(n));
-    asm.add_imm(tb, row.tw, big.index * stage_bytes(n));
+    asm.add_imm(ta, row.tw, small.index * stage_bytes(n, row.store));
+    asm.add_imm(tb, row.tw, big.index * stage_bytes(n, row.store));
     asm.mov_imm(OUTER, i64::from(n / (4 * s)));
     let outer = asm.new_label();
     asm.bind(outer);
@@ -189,7 +192,8 @@ fn radix4_pass(asm: &mut Asm, first: StageRef, second: StageRef, n: u32, row: Ro
             let tw = Twiddles {
                 base,
                 half: n / 2,
-                width: Width::Q,
+                lanes: 4,
+                store: row.store,
             };
             codelets::load_twiddles(asm, tw, q as u32 * s);
             let (l, h) = (tile.map[lo], tile.map[hi]);
@@ -202,16 +206,16 @@ fn radix4_pass(asm: &mut Asm, first: StageRef, second: StageRef, n: u32, row: Ro
         asm.str(Width::Q, tile.map[k as usize], P, 4 * s * k);
     }
     asm.str_post(Width::Q, tile.map[0], P, 16);
-    asm.add_imm(ta, ta, 16);
-    asm.add_imm(tb, tb, 16);
+    asm.add_imm(ta, ta, u64::from(row.store.off(4)));
+    asm.add_imm(tb, tb, u64::from(row.store.off(4)));
     asm.subs_imm(INNER, INNER, 1);
     asm.b_cond(Cond::Ne, inner);
     if hot {
         asm.mark("hot_loop_end");
     }
     asm.add_imm(P, P, u64::from(12 * s));
-    asm.add_imm(ta, ta, u64::from(4 * s));
-    asm.add_imm(tb, tb, u64::from(4 * s));
+    asm.add_imm(ta, ta, u64::from(row.store.off(s)));
+    asm.add_imm(tb, tb, u64::from(row.store.off(s)));
     asm.subs_imm(OUTER, OUTER, 1);
     asm.b_cond(Cond::Ne, outer);
 }
@@ -222,7 +226,7 @@ fn radix2_pass(asm: &mut Asm, stage: StageRef, n: u32, row: RowRegs) {
     let s = stage.stride;
     asm.comment(format!("radix-2 pass: stride {s} on pairs (v16, v17)"));
     asm.mov(P, row.work);
-    asm.add_imm(T0, row.tw, stage.index * stage_bytes(n));
+    asm.add_imm(T0, row.tw, stage.index * stage_bytes(n, row.store));
     asm.mov_imm(OUTER, i64::from(n / (2 * s)));
     let outer = asm.new_label();
     asm.bind(outer);
@@ -235,14 +239,15 @@ fn radix2_pass(asm: &mut Asm, stage: StageRef, n: u32, row: RowRegs) {
     let tw = Twiddles {
         base: T0,
         half: n / 2,
-        width: Width::Q,
+        lanes: 4,
+        store: row.store,
     };
     codelets::load_twiddles(asm, tw, 0);
     let (l, h) = (tile.map[0], tile.map[1]);
     let (nl, nh) = codelets::pair(asm, &mut tile, l, h);
     asm.str(Width::Q, nh, P, 4 * s);
     asm.str_post(Width::Q, nl, P, 16);
-    asm.add_imm(T0, T0, 16);
+    asm.add_imm(T0, T0, u64::from(row.store.off(4)));
     asm.subs_imm(INNER, INNER, 1);
     asm.b_cond(Cond::Ne, inner);
     asm.add_imm(P, P, u64::from(4 * s));

@@ -104,10 +104,13 @@ pub fn recognize(body: &Body, desc: &ButterflyDesc, section: usize) -> Result<Ma
             .flatten()
         {
             let param = body.params.get(p as usize).ok_or("param index")?;
-            if param.dtype != DType::F32 {
+            // The packed twiddles may be stored f16 (DESIGN §5): the rebuilt template
+            // below takes every param's dtype from the body, so it is the f16 form then.
+            let f16_twiddles = p == tw && param.dtype == DType::F16;
+            if param.dtype != DType::F32 && !f16_twiddles {
                 return Err(format!(
-                    "param `{}` is {} (the microkernel reads and writes f32 only; f16 \
-                     twiddles are widened by the pack kernel)",
+                    "param `{}` is {} (the microkernel reads and writes f32 only; the \
+                     twiddles may be f32 or f16)",
                     param.name, param.dtype
                 ));
             }

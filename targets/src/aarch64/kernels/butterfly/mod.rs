@@ -7,29 +7,47 @@
 //! codelets.rs  in-register stages on a tile of q registers (renaming map, TRN/UZP/ZIP)
 //! lanes.rs     pairs in lanes: chunk passes (radix-2^k codelets), radix-4 / radix-2 passes
 //! tokens.rs    tokens in lanes: 4 rows transposed to [n][4], by-element twiddles
+//! twiddle.rs   f32 or f16 twiddle storage (f16 widened on load for f32 arithmetic)
 //! ```
 //!
 //! One function runs rows `lo..hi` of the section: while at least 4 rows remain (and the
 //! row fits the 16·n-byte stack buffer, n ≥ 8), 4 rows go through tokens-in-lanes; the
 //! rest one by one through pairs-in-lanes. For each row and each (group, stack), exactly
 //! as the body: `work ← x` zero-padded, every stage of every block, then the tail.
+//!
+//! Variants by twiddle dtype (DESIGN §5) — the name says which:
+//! - `butterfly.f32.*`: f32 twiddles.
+//! - `butterfly.f16w.*`: f16 twiddles widened on load (FCVTL), f32 arithmetic: the f32
+//!   kernel's exact results on the widened twiddles. Any aarch64 CPU; chosen when the CPU
+//!   lacks FEAT_FP16 (or it is disabled with `BFLY_AARCH64_FEATURES`), or n is outside the
+//!   f16 variant's range.
+//! - `butterfly.f16.tokens8+tokens+pairs`: FEAT_FP16, 8 ≤ n ≤ 2048: while 8 rows remain
+//!   they are transposed as two f32 halves, narrowed to one `[n][8]` f16 buffer (FCVTN /
+//!   FCVTN2), every stage runs `FMUL`/`FMLA .8h` by element on the f16 twiddles, and the
+//!   buffer is widened back (FCVTL / FCVTL2) before the tail; the remaining rows run the
+//!   f16w code. Accuracy: f16 rounding of the inputs and of each stage (≈ 2^-11 relative).
 
 mod codelets;
 mod epilogue;
 mod lanes;
 mod matcher;
 mod tokens;
+mod twiddle;
 
 use super::{Microkernel, SectionCtx, Selection};
 use crate::aarch64::emit::{ARGS, Asm, Cond, HI, LO, X};
+use bfly_ir::DType;
 use bfly_ir::kernel::KernelKind;
 use epilogue::{IndexRegs, TailPlan, Vars};
 use lanes::{Pass, RowRegs, StageRef};
 use matcher::Matched;
-use tokens::TokenPass;
+use tokens::{Math, TokenPass};
+use twiddle::TwStore;
 
 /// Largest row the tokens variant transposes onto the stack (64 KiB buffer).
 const TOKENS_MAX_N: u32 = 4096;
+/// Largest row of the f16 tokens variant (two f32 halves: 64 KiB buffer).
+const TOKENS8_MAX_N: u32 = 2048;
 
 /// Pointers loaded once: param bases.
 const X_BASE: X = X(4);
@@ -82,7 +100,12 @@ pub fn try_emit(ctx: &SectionCtx) -> Selection {
             }
         }
     };
-    match emit(&m, tail.as_ref(), &desc.epilogue) {
+    let store = match ctx.body.params.get(m.params.tw as usize).map(|p| p.dtype) {
+        Some(DType::F16) => TwStore::F16,
+        _ => TwStore::F32,
+    };
+    let f16_math = store == TwStore::F16 && ctx.features.fp16;
+    match emit(&m, tail.as_ref(), &desc.epilogue, store, f16_math) {
         Ok(micro) => Selection::Emitted(micro),
         Err(reason) => Selection::Declined(format!("emission: {reason}")),
     }
@@ -107,11 +130,23 @@ fn stage_list(m: &Matched) -> Vec<StageRef> {
 
 /// `d = base + 4·(c + Σ reg·coef)`.
 fn affine_ptr(asm: &mut Asm, d: X, base: X, c: i64, terms: &[(X, i64)]) -> Result<(), String> {
-    let c = u64::try_from(4 * c).map_err(|_| "negative offset")?;
+    affine_bytes(asm, d, base, 4, c, terms)
+}
+
+/// `d = base + elem·(c + Σ reg·coef)` (`elem` bytes per element).
+fn affine_bytes(
+    asm: &mut Asm,
+    d: X,
+    base: X,
+    elem: i64,
+    c: i64,
+    terms: &[(X, i64)],
+) -> Result<(), String> {
+    let c = u64::try_from(elem * c).map_err(|_| "negative offset")?;
     asm.add_imm(d, base, c);
     for &(reg, coef) in terms {
         if coef != 0 {
-            asm.mov_imm(X(16), 4 * coef);
+            asm.mov_imm(X(16), elem * coef);
             asm.madd(d, reg, X(16), d);
         }
     }
@@ -125,6 +160,7 @@ struct Emitter<'a> {
     token_passes: Vec<TokenPass>,
     n: u32,
     n_in: u32,
+    store: TwStore,
 }
 
 impl Emitter<'_> {
@@ -155,14 +191,15 @@ impl Emitter<'_> {
         )
     }
 
-    /// Packed twiddles of (group, stack): `(g·stacks + s)·blocks·stages·4·half` floats in.
+    /// Packed twiddles of (group, stack): `(g·stacks + s)·blocks·stages·4·half` twiddles in.
     fn tw_ptr(&self, asm: &mut Asm) -> Result<(), String> {
         let g = &self.m.geo;
         let slab = (g.blocks * g.stages) as i64 * 4 * g.half;
-        affine_ptr(
+        affine_bytes(
             asm,
             TWS,
             TW_BASE,
+            i64::from(self.store.bytes()),
             0,
             &[(GROUP, g.stacks as i64 * slab), (STACK, slab)],
         )
@@ -220,36 +257,60 @@ impl Emitter<'_> {
         Ok(())
     }
 
-    /// 4 rows `ROW..ROW+4` in tokens-in-lanes.
-    fn tokens_block(&self, asm: &mut Asm, hot: bool) -> Result<u32, String> {
-        let mut useful = 0;
-        self.group_stack_loops(asm, &mut |asm| {
-            self.tw_ptr(asm)?;
-            for (k, w) in TOK_WORK.iter().enumerate() {
-                asm.add_imm(TOK_ROW, ROW, k as u64);
-                self.work_ptr(asm, *w, TOK_ROW)?;
+    /// Points `TOK_WORK` at the work rows `ROW + first .. + 4`; with `copy`, fills them
+    /// from `x` first.
+    fn token_rows(&self, asm: &mut Asm, first: u64, copy: bool) -> Result<(), String> {
+        for (k, w) in TOK_WORK.iter().enumerate() {
+            asm.add_imm(TOK_ROW, ROW, first + k as u64);
+            self.work_ptr(asm, *w, TOK_ROW)?;
+            if copy {
                 self.x_ptr(asm, XROW, TOK_ROW)?;
                 lanes::copy_row(asm, *w, XROW, self.n_in, self.n);
             }
-            tokens::transpose(asm, TOK_WORK, self.n, true);
+        }
+        Ok(())
+    }
+
+    /// The rows `ROW..ROW+4` (f32 math) or `ROW..ROW+8` (f16 math) in tokens-in-lanes.
+    fn tokens_block(&self, asm: &mut Asm, math: Math, hot: bool) -> Result<u32, String> {
+        let mut useful = 0;
+        let halves = if math == Math::F16 { 2 } else { 1 };
+        let half_bytes = tokens::buffer_bytes(self.n);
+        self.group_stack_loops(asm, &mut |asm| {
+            self.tw_ptr(asm)?;
+            for h in 0..halves {
+                self.token_rows(asm, 4 * h, true)?;
+                tokens::transpose(asm, TOK_WORK, self.n, h * half_bytes, true);
+            }
+            if math == Math::F16 {
+                tokens::convert_halves(asm, self.n, true);
+            }
             for pass in &self.token_passes {
                 match *pass {
                     TokenPass::Radix4(a, b) => {
                         let mark = hot && useful == 0;
-                        let u = tokens::radix4(asm, a, b, self.n, TWS, mark);
+                        let u = tokens::radix4(asm, (a, b), self.n, TWS, math, mark);
                         if mark {
                             useful = u;
                         }
                     }
                     TokenPass::Radix2(st) => {
-                        tokens::stage(asm, st, self.n, TWS, false);
+                        tokens::stage(asm, st, self.n, TWS, math, false);
                     }
                 }
             }
-            tokens::transpose(asm, TOK_WORK, self.n, false);
+            if math == Math::F16 {
+                tokens::convert_halves(asm, self.n, false);
+            }
+            for h in 0..halves {
+                if halves > 1 {
+                    self.token_rows(asm, 4 * h, false)?;
+                }
+                tokens::transpose(asm, TOK_WORK, self.n, h * half_bytes, false);
+            }
             if self.tail.is_some() {
                 asm.mov(TOK_ROW, ROW);
-                asm.mov_imm(TOK_COUNT, 4);
+                asm.mov_imm(TOK_COUNT, 4 * halves as i64);
                 let top = asm.new_label();
                 asm.bind(top);
                 self.tail(asm, TOK_ROW)?;
@@ -273,6 +334,7 @@ impl Emitter<'_> {
             let row = RowRegs {
                 work: WORK,
                 tw: TWS,
+                store: self.store,
             };
             useful = lanes::emit_passes(asm, &self.passes, self.n, row, hot);
             self.tail(asm, ROW)
@@ -281,7 +343,13 @@ impl Emitter<'_> {
     }
 }
 
-fn emit(m: &Matched, tail: Option<&TailPlan>, epi_names: &[String]) -> Result<Microkernel, String> {
+fn emit(
+    m: &Matched,
+    tail: Option<&TailPlan>,
+    epi_names: &[String],
+    store: TwStore,
+    f16_math: bool,
+) -> Result<Microkernel, String> {
     let n = u32::try_from(m.geo.n).map_err(|_| "n")?;
     let n_in = u32::try_from(m.geo.n_in).map_err(|_| "n_in")?;
     let stages = stage_list(m);
@@ -293,8 +361,10 @@ fn emit(m: &Matched, tail: Option<&TailPlan>, epi_names: &[String]) -> Result<Mi
         token_passes: tokens::plan(&stages, n),
         n,
         n_in,
+        store,
     };
     let tokens = (8..=TOKENS_MAX_N).contains(&n);
+    let tokens8 = f16_math && (8..=TOKENS8_MAX_N).contains(&n);
     let tokens_radix4 = tokens
         && e.token_passes
             .iter()
@@ -313,15 +383,33 @@ fn emit(m: &Matched, tail: Option<&TailPlan>, epi_names: &[String]) -> Result<Mi
     ptr(&mut asm, TW_BASE, m.params.tw);
     ptr(&mut asm, WORK_BASE, m.params.work);
     let mut useful = 0;
+    let buffer = tokens::buffer_bytes(n) * if tokens8 { 2 } else { 1 };
     if tokens {
-        asm.sub_imm(X(31), X(31), tokens::buffer_bytes(n));
+        asm.sub_imm(X(31), X(31), buffer);
+    }
+    if tokens8 {
+        asm.comment("f16 tokens in lanes (8 per .8h vector) while ≥ 8 rows remain");
+        let (top, done) = (asm.new_label(), asm.new_label());
+        asm.bind(top);
+        asm.sub(X(16), HI, ROW);
+        asm.cmp_imm(X(16), 8);
+        asm.b_cond(Cond::Lt, done);
+        useful = e.tokens_block(&mut asm, Math::F16, tokens_radix4)?;
+        asm.add_imm(ROW, ROW, 8);
+        asm.b(top);
+        asm.bind(done);
+    }
+    if tokens {
         asm.comment("tokens in lanes while ≥ 4 rows remain");
         let (top, done) = (asm.new_label(), asm.new_label());
         asm.bind(top);
         asm.sub(X(16), HI, ROW);
         asm.cmp_imm(X(16), 4);
         asm.b_cond(Cond::Lt, done);
-        useful = e.tokens_block(&mut asm, tokens_radix4)?;
+        let u = e.tokens_block(&mut asm, Math::F32(store), tokens_radix4 && !tokens8)?;
+        if !tokens8 {
+            useful = u;
+        }
         asm.add_imm(ROW, ROW, 4);
         asm.b(top);
         asm.bind(done);
@@ -339,14 +427,23 @@ fn emit(m: &Matched, tail: Option<&TailPlan>, epi_names: &[String]) -> Result<Mi
     asm.b(top);
     asm.bind(done);
     if tokens {
-        asm.add_imm(X(31), X(31), tokens::buffer_bytes(n));
+        asm.add_imm(X(31), X(31), buffer);
     }
     asm.restore_callee_saved(&tokens::RADIX4_FREE, &SAVED);
     asm.ret();
     let code = asm.finish()?;
-    let variant = if tokens { "tokens+pairs" } else { "pairs" };
+    let variant = match (tokens8, tokens) {
+        (true, _) => "tokens8+tokens+pairs",
+        (false, true) => "tokens+pairs",
+        (false, false) => "pairs",
+    };
+    let dtype = match (tokens8, store) {
+        (true, _) => "f16",
+        (false, TwStore::F16) => "f16w",
+        (false, TwStore::F32) => "f32",
+    };
     let mut name = format!(
-        "butterfly.f32.{variant} n{n}x{}",
+        "butterfly.{dtype}.{variant} n{n}x{}",
         m.geo.blocks * m.geo.stages
     );
     if !epi_names.is_empty() {
@@ -356,7 +453,7 @@ fn emit(m: &Matched, tail: Option<&TailPlan>, epi_names: &[String]) -> Result<Mi
         name,
         tile: tile_comment(
             &e,
-            tokens,
+            (tokens8, tokens),
             tokens_radix4,
             tail.is_some_and(TailPlan::uses_exp),
         ),
@@ -365,8 +462,27 @@ fn emit(m: &Matched, tail: Option<&TailPlan>, epi_names: &[String]) -> Result<Mi
     })
 }
 
-fn tile_comment(e: &Emitter, tokens: bool, tokens_radix4: bool, exp: bool) -> String {
+fn tile_comment(
+    e: &Emitter,
+    (tokens8, tokens): (bool, bool),
+    tokens_radix4: bool,
+    exp: bool,
+) -> String {
     let mut t = String::new();
+    if e.store == TwStore::F16 {
+        t.push_str(
+            "twiddles stored f16: every twiddle load is half as wide and widened by FCVTL \
+             (f32 arithmetic, exact widening)\n",
+        );
+    }
+    if tokens8 {
+        t.push_str(
+            "f16 tokens (8 rows at a time): two [n][4] f32 transposes narrowed by FCVTN/FCVTN2 \
+             into one [n][8] f16 buffer (lane t = row t); the token passes below run on .8h \
+             vectors with FMUL/FMLA .8h by element on raw f16 twiddles (D loads, lanes 0..3), \
+             widened back by FCVTL/FCVTL2 before the tail; the rest of the rows as below\n",
+        );
+    }
     let name = |s: &StageRef| s.stride.to_string();
     if tokens {
         let passes: Vec<String> = e
@@ -410,7 +526,9 @@ fn tile_comment(e: &Emitter, tokens: bool, tokens_radix4: bool, exp: bool) -> St
         passes.join(" "),
         lanes::chunk_len(e.n)
     ));
-    t.push_str(if tokens_radix4 {
+    t.push_str(if tokens_radix4 && tokens8 {
+        "hot loop = the first f16 tokens radix-4 pass (8 tokens per vector)\n"
+    } else if tokens_radix4 {
         "hot loop = the first tokens radix-4 pass\n"
     } else if e.passes.iter().any(|p| matches!(p, Pass::Radix4(..))) {
         "hot loop = the first pairs radix-4 pass\n"

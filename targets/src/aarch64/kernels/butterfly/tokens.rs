@@ -6,7 +6,51 @@
 
 use crate::aarch64::emit::{Asm, Cond, V, Width, X};
 
-use super::lanes::StageRef;
+use super::lanes::{StageRef, stage_bytes};
+use super::twiddle::TwStore;
+
+/// The arithmetic of the token passes: f32 lanes (4 tokens per vector; twiddles widened
+/// on load when stored as f16), or f16 lanes (FEAT_FP16: 8 tokens per `.8h` vector,
+/// `FMUL`/`FMLA .8h` by element on the stored f16 twiddles). The buffer has 16 bytes per
+/// element either way, so the addressing is the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Math {
+    F32(TwStore),
+    F16,
+}
+
+impl Math {
+    pub fn store(self) -> TwStore {
+        match self {
+            Math::F32(s) => s,
+            Math::F16 => TwStore::F16,
+        }
+    }
+
+    /// Twiddles of 4 consecutive pair indices from `at` into lanes 0..4 of `v`.
+    fn load4(self, asm: &mut Asm, v: V, base: X, at: u32) {
+        match self {
+            Math::F32(s) => s.load_f32(asm, v, base, at, 4),
+            Math::F16 => TwStore::F16.load_f16x4(asm, v, base, at),
+        }
+    }
+
+    /// `d = n·m[lane]`.
+    fn mul(self, asm: &mut Asm, d: V, n: V, m: V, lane: u8) {
+        match self {
+            Math::F32(_) => asm.fmul_4s_lane(d, n, m, lane),
+            Math::F16 => asm.fmul_8h_lane(d, n, m, lane),
+        }
+    }
+
+    /// `d += n·m[lane]`.
+    fn mla(self, asm: &mut Asm, d: V, n: V, m: V, lane: u8) {
+        match self {
+            Math::F32(_) => asm.fmla_4s_lane(d, n, m, lane),
+            Math::F16 => asm.fmla_8h_lane(d, n, m, lane),
+        }
+    }
+}
 
 /// The stack buffer's bytes for rows of `n` floats.
 pub fn buffer_bytes(n: u32) -> u64 {
@@ -24,9 +68,9 @@ fn buffer(asm: &mut Asm, d: X) {
     asm.add_imm(d, X(31), 0);
 }
 
-/// Transposes rows `rows[0..4]` (each `n` floats) into the buffer (`into == true`) or
-/// back. Clobbers x13, x15, x23..x26, v0..v7, v16..v19.
-pub fn transpose(asm: &mut Asm, rows: [X; 4], n: u32, into: bool) {
+/// Transposes rows `rows[0..4]` (each `n` floats) into the buffer at byte `at` (`into ==
+/// true`) or back. Clobbers x13, x15, x23..x26, v0..v7, v16..v19.
+pub fn transpose(asm: &mut Asm, rows: [X; 4], n: u32, at: u64, into: bool) {
     asm.comment(if into {
         "4 work rows → [n][4] stack buffer (4×4 TRN transposes)"
     } else {
@@ -36,7 +80,7 @@ pub fn transpose(asm: &mut Asm, rows: [X; 4], n: u32, into: bool) {
     for (c, r) in copies.iter().zip(rows) {
         asm.mov(*c, r);
     }
-    buffer(asm, BUF);
+    asm.add_imm(BUF, X(31), at);
     asm.mov_imm(HI, i64::from(n / 4));
     let top = asm.new_label();
     asm.bind(top);
@@ -67,16 +111,53 @@ pub fn transpose(asm: &mut Asm, rows: [X; 4], n: u32, into: bool) {
     asm.b_cond(Cond::Ne, top);
 }
 
+/// f16 tokens (8 rows): the two `[n][4]` f32 halves at byte 0 (tokens 0..4) and `16·n`
+/// (tokens 4..8) → one `[n][8]` f16 buffer at byte 0 (FCVTN low / FCVTN2 high, round to
+/// nearest even), `narrow == true`; or back (FCVTL / FCVTL2, exact). Element `e` of the
+/// f16 buffer overwrites element `e` of the low half only after reading it, so in place is
+/// safe both ways. Clobbers x13, x15, x24, v0..v7, v16..v23.
+pub fn convert_halves(asm: &mut Asm, n: u32, narrow: bool) {
+    asm.comment(if narrow {
+        "f32 [n][4] × 2 → f16 [n][8] (FCVTN, FCVTN2)"
+    } else {
+        "f16 [n][8] → f32 [n][4] × 2 (FCVTL, FCVTL2)"
+    });
+    buffer(asm, BUF);
+    asm.add_imm(HI, X(31), 16 * u64::from(n));
+    asm.mov_imm(INNER, i64::from(n / 4));
+    let top = asm.new_label();
+    asm.bind(top);
+    if narrow {
+        asm.ld1_4s(V(0), 4, BUF, false);
+        asm.ld1_4s(V(4), 4, HI, true);
+        for k in 0..4 {
+            asm.fcvtn_4h(V(16 + k), V(k));
+            asm.fcvtn2_8h(V(16 + k), V(4 + k));
+        }
+        asm.st1_4s(V(16), 4, BUF, true);
+    } else {
+        asm.ld1_4s(V(0), 4, BUF, false);
+        for k in 0..4 {
+            asm.fcvtl_4s(V(16 + k), V(k));
+            asm.fcvtl2_4s(V(20 + k), V(k));
+        }
+        asm.st1_4s(V(16), 4, BUF, true);
+        asm.st1_4s(V(20), 4, HI, true);
+    }
+    asm.subs_imm(INNER, INNER, 1);
+    asm.b_cond(Cond::Ne, top);
+}
+
 /// Emits one stage on the buffer; `tw` points at this (group, stack)'s packed twiddles.
 /// Marks the inner loop `hot_loop` when `hot` (stride ≥ 4 only). Clobbers x13..x15, x23,
 /// x24, v0..v3, v16..v31. Returns the arithmetic instructions per inner iteration.
-pub fn stage(asm: &mut Asm, st: StageRef, n: u32, tw: X, hot: bool) -> u32 {
+pub fn stage(asm: &mut Asm, st: StageRef, n: u32, tw: X, math: Math, hot: bool) -> u32 {
     let s = st.stride;
     let half = n / 2;
     asm.comment(format!(
         "tokens stage: stride {s}, 4 pairs × 4 tokens per iteration (v16..v23 → v24..v31)"
     ));
-    asm.add_imm(TW, tw, st.index * 8 * u64::from(n));
+    asm.add_imm(TW, tw, st.index * stage_bytes(n, math.store()));
     buffer(asm, BUF);
     // (lo, hi) positions of lane l's pair among the 8 vectors loaded per iteration.
     let pos: [(u32, u32); 4] = match s {
@@ -106,17 +187,17 @@ pub fn stage(asm: &mut Asm, st: StageRef, n: u32, tw: X, hot: bool) -> u32 {
     asm.ld1_4s(V(16), 4, BUF, false);
     asm.ld1_4s(V(20), 4, HI, false);
     for k in 0..4u32 {
-        asm.ldr(Width::Q, V(k), TW, 4 * k * half);
+        math.load4(asm, V(k), TW, k * half);
     }
-    asm.add_imm(TW, TW, 16);
+    asm.add_imm(TW, TW, u64::from(math.store().off(4)));
     let [a, b, c, d] = [V(0), V(1), V(2), V(3)];
     for (l, &(lo, hi)) in pos.iter().enumerate() {
-        asm.fmul_4s_lane(V(24 + lo), V(16 + lo), a, l as u8);
-        asm.fmul_4s_lane(V(24 + hi), V(16 + lo), c, l as u8);
+        math.mul(asm, V(24 + lo), V(16 + lo), a, l as u8);
+        math.mul(asm, V(24 + hi), V(16 + lo), c, l as u8);
     }
     for (l, &(lo, hi)) in pos.iter().enumerate() {
-        asm.fmla_4s_lane(V(24 + lo), V(16 + hi), b, l as u8);
-        asm.fmla_4s_lane(V(24 + hi), V(16 + hi), d, l as u8);
+        math.mla(asm, V(24 + lo), V(16 + hi), b, l as u8);
+        math.mla(asm, V(24 + hi), V(16 + hi), d, l as u8);
     }
     let step = if s >= 4 { 64 } else { 128 };
     asm.st1_4s(V(24), 4, BUF, false);
@@ -177,7 +258,15 @@ pub const RADIX4_FREE: [V; 4] = [V(8), V(9), V(10), V(11)];
 /// twiddles are consecutive); stride 1: `p = 4(m + l)`, the pair-0–1 and pair-2–3 twiddles
 /// interleaved (pair index `2(m+l)` / `+1`); stride 2: `p = 8(m + l/2) + l%2`, interleaved
 /// by pairs of floats: both read from two q loads by lane.
-pub fn radix4(asm: &mut Asm, first: StageRef, second: StageRef, n: u32, tw: X, hot: bool) -> u32 {
+pub fn radix4(
+    asm: &mut Asm,
+    (first, second): (StageRef, StageRef),
+    n: u32,
+    tw: X,
+    math: Math,
+    hot: bool,
+) -> u32 {
+    let store = math.store();
     let s = first.stride.min(second.stride);
     let half = n / 2;
     let (small, big) = if first.stride == s {
@@ -191,8 +280,8 @@ pub fn radix4(asm: &mut Asm, first: StageRef, second: StageRef, n: u32, tw: X, h
         first.stride, second.stride
     ));
     let (ta, tb) = (TW, HI);
-    asm.add_imm(ta, tw, small.index * 8 * u64::from(n));
-    asm.add_imm(tb, tw, big.index * 8 * u64::from(n));
+    asm.add_imm(ta, tw, small.index * stage_bytes(n, store));
+    asm.add_imm(tb, tw, big.index * stage_bytes(n, store));
     buffer(asm, BUF);
     let off = |k: u32, l: u32| -> u32 {
         16 * match s {
@@ -202,9 +291,9 @@ pub fn radix4(asm: &mut Asm, first: StageRef, second: StageRef, n: u32, tw: X, h
         }
     };
     let (outer_n, inner_n, data_step, tw_step) = if s >= 4 {
-        (n / (4 * s), s / 4, 64, 16)
+        (n / (4 * s), s / 4, 64, store.off(4))
     } else {
-        (1, n / 16, 256, 32)
+        (1, n / 16, 256, store.off(8))
     };
     if outer_n > 1 {
         asm.mov_imm(OUTER, i64::from(outer_n));
@@ -237,14 +326,14 @@ pub fn radix4(asm: &mut Asm, first: StageRef, second: StageRef, n: u32, tw: X, h
             // registers; lanes are picked by the by-element form (no de-interleave).
             for c in 0..4u32 {
                 for h in 0..2u32 {
-                    asm.ldr(Width::Q, V(2 * c + h), base, 4 * (c * half + 4 * h));
+                    math.load4(asm, V(2 * c + h), base, c * half + 4 * h);
                 }
             }
         }
         for (q, (klo, khi)) in kinds.into_iter().enumerate() {
             if s >= 4 {
                 for c in 0..4u32 {
-                    asm.ldr(Width::Q, V(c), base, 4 * (c * half + q as u32 * s));
+                    math.load4(asm, V(c), base, c * half + q as u32 * s);
                 }
             }
             for l in 0..4usize {
@@ -266,10 +355,10 @@ pub fn radix4(asm: &mut Asm, first: StageRef, second: StageRef, n: u32, tw: X, h
                     }
                 };
                 let [(a, la), (b, lb), (c, lc), (d, ld)] = [at(0), at(1), at(2), at(3)];
-                asm.fmul_4s_lane(nl, lo, a, la);
-                asm.fmul_4s_lane(nh, lo, c, lc);
-                asm.fmla_4s_lane(nl, hi, b, lb);
-                asm.fmla_4s_lane(nh, hi, d, ld);
+                math.mul(asm, nl, lo, a, la);
+                math.mul(asm, nh, lo, c, lc);
+                math.mla(asm, nl, hi, b, lb);
+                math.mla(asm, nh, hi, d, ld);
                 free.push(lo);
                 free.push(hi);
                 map[4 * klo + l] = nl;
@@ -283,8 +372,8 @@ pub fn radix4(asm: &mut Asm, first: StageRef, second: StageRef, n: u32, tw: X, h
         }
     }
     asm.add_imm(BUF, BUF, data_step);
-    asm.add_imm(ta, ta, tw_step);
-    asm.add_imm(tb, tb, tw_step);
+    asm.add_imm(ta, ta, u64::from(tw_step));
+    asm.add_imm(tb, tb, u64::from(tw_step));
     asm.subs_imm(INNER, INNER, 1);
     asm.b_cond(Cond::Ne, inner);
     if hot {
@@ -292,8 +381,8 @@ pub fn radix4(asm: &mut Asm, first: StageRef, second: StageRef, n: u32, tw: X, h
     }
     if outer_n > 1 {
         asm.add_imm(BUF, BUF, u64::from(16 * 3 * s));
-        asm.add_imm(ta, ta, u64::from(4 * s));
-        asm.add_imm(tb, tb, u64::from(4 * s));
+        asm.add_imm(ta, ta, u64::from(store.off(s)));
+        asm.add_imm(tb, tb, u64::from(store.off(s)));
         asm.subs_imm(OUTER, OUTER, 1);
         asm.b_cond(Cond::Ne, outer);
     }
