@@ -24,6 +24,11 @@ pub struct FwdForm {
     /// The row loop's var (the template's row parts are in terms of it).
     pub row_var: LoopVar,
     pub store: Template,
+    /// The weight's element type: `F32`, or `F16` (stored half precision, every load
+    /// widened exactly to f32 — the `quantize { dense = f16 }` form).
+    pub w_dtype: DType,
+    /// The row count's upper bound (from the program's symbol bounds), when known.
+    pub max_rows: Option<u64>,
 }
 
 /// The parts of a canonical gemm section: the column-tile loop's body and the row loop.
@@ -87,15 +92,28 @@ pub fn match_forward(ctx: &SectionCtx, desc: &GemmDesc) -> Result<FwdForm, Strin
         return Err("empty GEMM".into());
     }
     let lead = rows_to_dims(rows).ok_or_else(|| format!("row count {rows:?}"))?;
+    // The rebuilt section loads w with the real weight's dtype (loads widen, so the loop
+    // nest is the same; the dtype is checked again below with x's).
+    let w_dtype = match ctx.body.params.get(1).map(|p| p.dtype) {
+        Some(d @ (DType::F32 | DType::F16)) => d,
+        other => return Err(format!("w must be f32 or f16, not {other:?}")),
+    };
+    let max_rows = lead.iter().try_fold(1u64, |acc, d| {
+        let v = match d {
+            Dim::Const(c) => Some(*c),
+            Dim::Sym(s) => ctx.program.bound(s),
+        }?;
+        acc.checked_mul(v)
+    });
     let with = |last: u64| {
         let mut d = lead.clone();
         d.push(Dim::Const(last));
         Type::new(DType::F32, d)
     };
     let w_ty = if g == 1 {
-        Type::new(DType::F32, [Dim::Const(n), Dim::Const(k)])
+        Type::new(w_dtype, [Dim::Const(n), Dim::Const(k)])
     } else {
-        Type::new(DType::F32, [Dim::Const(g), Dim::Const(n), Dim::Const(k)])
+        Type::new(w_dtype, [Dim::Const(g), Dim::Const(n), Dim::Const(k)])
     };
     let op = Op::Matmul;
     let site = OpSite {
@@ -161,10 +179,11 @@ pub fn match_forward(ctx: &SectionCtx, desc: &GemmDesc) -> Result<FwdForm, Strin
         })
         .ok_or("cannot find the tile's first column")?;
     let store = template(&rbody[keep..], &accs, &col0, row_var, &ctx.body.params)?;
-    if ctx.body.params.first().map(|p| p.dtype) != Some(DType::F32)
-        || ctx.body.params.get(1).map(|p| p.dtype) != Some(DType::F32)
-    {
-        return Err("x and w must be f32".into());
+    if ctx.body.params.first().map(|p| p.dtype) != Some(DType::F32) {
+        return Err("x must be f32".into());
+    }
+    if kernel.body.params.get(1).map(|p| p.dtype) != Some(w_dtype) {
+        return Err("the rebuilt section's w is not the section's dtype".into());
     }
     Ok(FwdForm {
         x: 0,
@@ -176,5 +195,7 @@ pub fn match_forward(ctx: &SectionCtx, desc: &GemmDesc) -> Result<FwdForm, Strin
         nt,
         row_var,
         store,
+        w_dtype,
+        max_rows,
     })
 }
