@@ -12,7 +12,8 @@
 //! Backward, optimizer and weight-time kinds are lowered for training (`B = 1`).
 //! `BFLY_BENCH_PRINT=1` prints every lowered program to stderr.
 //!
-//! Run: `cargo bench -p bfly-targets --bench kernels`.
+//! Run: `cargo bench -p bfly-targets --bench kernels`; words after `--` keep only the rows
+//! whose name contains one of them (`-- rope embed concat dib`).
 
 mod common;
 mod kinds;
@@ -401,37 +402,56 @@ fn run_matmul_grad(n: usize) -> Result<Case, String> {
     })
 }
 
+/// The non-flag command-line words (cargo passes `--bench` itself).
+fn row_filters() -> Vec<String> {
+    std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect()
+}
+
 fn main() {
     println!("kernels: JIT (Cranelift) vs the same loop nest in Rust (LLVM), 1 thread, T={T}");
     println!("times in µs, median after warm-up; err = max |jit − llvm| / max |llvm|");
     println!();
     println!("| kernel | shape | jit µs | llvm µs | jit/llvm | err |");
     println!("|---|---|---:|---:|---:|---:|");
-    let mut cases: Vec<(&str, Result<Case, String>)> = vec![
-        ("matmul", run_matmul(512)),
-        ("butterfly", run_butterfly(1024)),
-        ("monarch", kinds::forward::run_monarch(32)),
-        ("rmsnorm", run_rmsnorm(1024)),
-        ("softmax", run_softmax(1024)),
-        ("rope", kinds::forward::run_rope(1024, 16)),
-        ("causal_attention", run_attention(512, 8)),
-        ("embed", kinds::forward::run_embed(4096, 1024)),
-        ("layout.concat", kinds::forward::run_concat(512)),
+    // Lazy rows, so a filter skips the work of the others.
+    type Row = Box<dyn Fn() -> Vec<(&'static str, Result<Case, String>)>>;
+    fn one(name: &'static str, f: fn() -> Result<Case, String>) -> (&'static str, Row) {
+        (name, Box::new(move || vec![(name, f())]))
+    }
+    let rows: Vec<(&str, Row)> = vec![
+        one("matmul", || run_matmul(512)),
+        one("butterfly", || run_butterfly(1024)),
+        one("monarch", || kinds::forward::run_monarch(32)),
+        one("rmsnorm", || run_rmsnorm(1024)),
+        one("softmax", || run_softmax(1024)),
+        one("rope", || kinds::forward::run_rope(1024, 16)),
+        one("causal_attention", || run_attention(512, 8)),
+        one("embed", || kinds::forward::run_embed(4096, 1024)),
+        one("layout.concat", || kinds::forward::run_concat(512)),
+        (
+            "twiddles.dib layout.pack",
+            Box::new(|| kinds::twiddles::run_dib_and_pack(1024)),
+        ),
+        one("matmul.grad", || run_matmul_grad(512)),
+        one("backward.butterfly", || {
+            kinds::backward::run_butterfly_grad(1024)
+        }),
+        one("backward.attention", || {
+            kinds::backward::run_attention_grad(512, 8)
+        }),
+        one("backward.rmsnorm", || {
+            kinds::backward::run_rmsnorm_grad(1024)
+        }),
+        one("optimizer.adamw", || kinds::optim::run_adamw(1024, 1024)),
     ];
-    cases.extend(kinds::twiddles::run_dib_and_pack(1024));
-    cases.extend([
-        ("matmul.grad", run_matmul_grad(512)),
-        (
-            "backward.butterfly",
-            kinds::backward::run_butterfly_grad(1024),
-        ),
-        (
-            "backward.attention",
-            kinds::backward::run_attention_grad(512, 8),
-        ),
-        ("backward.rmsnorm", kinds::backward::run_rmsnorm_grad(1024)),
-        ("optimizer.adamw", kinds::optim::run_adamw(1024, 1024)),
-    ]);
+    let filters = row_filters();
+    let cases = rows
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .flat_map(|(_, run)| run());
     for (name, c) in cases {
         match c {
             Ok(c) => println!(

@@ -59,8 +59,8 @@ fn float_uns() -> Vec<FUn> {
         ("exp", |a| a.exp(), exp_mirror),
         ("tanh", |a| a.tanh(), tanh_mirror),
         ("log", |a| a.log(), f32::ln),
-        ("sin", |a| a.sin(), f32::sin),
-        ("cos", |a| a.cos(), f32::cos),
+        ("sin", |a| a.sin(), |a| sin_cos_mirror(a, false)),
+        ("cos", |a| a.cos(), |a| sin_cos_mirror(a, true)),
         (
             "int_roundtrip",
             |a| a.to_int().to_f32(),
@@ -648,7 +648,8 @@ fn vector_loads_all_strides_and_tails() {
                     b.for_(LoopKind::Vector, start, end, |b, i| {
                         let v = Expr::load(x, r * 100 + i) * Expr::load(s, r * 3)
                             + Expr::load(x, r * 100 + i * 3 + 1)
-                            - Expr::load(x, r * 100 + i * (-2) + 60);
+                            - Expr::load(x, r * 100 + i * (-2) + 60)
+                            + Expr::load(x, r * 100 + i * 2 + 1) * Expr::f32(0.5);
                         b.store(y, r * 40 + i, v);
                     });
                 });
@@ -667,8 +668,57 @@ fn vector_loads_all_strides_and_tails() {
                 for r in 0..2usize {
                     for i in start as usize..(start + len) as usize {
                         want[r * 40 + i] = xs[r * 100 + i] * ss[r * 3] + xs[r * 100 + i * 3 + 1]
-                            - xs[r * 100 + 60 - 2 * i];
+                            - xs[r * 100 + 60 - 2 * i]
+                            + xs[r * 100 + 2 * i + 1] * 0.5;
                     }
+                }
+                assert_same(
+                    bufs[2].f32(),
+                    &want,
+                    &format!("runtime={runtime} start={start} len={len}"),
+                );
+            }
+        }
+    }
+}
+
+/// Copy-like loops (a copy, an elementwise add) are unrolled 4× with a single-vector loop
+/// and a scalar tail: every tail length, constant and runtime extents, start offsets.
+#[test]
+fn copy_loops_unrolled_all_tails() {
+    for runtime in [false, true] {
+        for start in 0..3i64 {
+            for len in 0..=37i64 {
+                let mut b = BodyBuilder::new();
+                let x = b.param("x", DType::F32, Access::Read);
+                let s = b.param("s", DType::F32, Access::Read);
+                let y = b.param("y", DType::F32, Access::Write);
+                let end: Expr = if runtime {
+                    Expr::sym(RtSym::T) + start
+                } else {
+                    Expr::int(start + len)
+                };
+                b.for_(LoopKind::Vector, start, end.clone(), |b, i| {
+                    b.store(y, i, Expr::load(x, i.into()));
+                });
+                b.for_(LoopKind::Vector, start, end, |b, i| {
+                    b.store(y, i + 50, Expr::load(x, i + 1) + Expr::load(s, i.into()));
+                });
+                let body = b.finish();
+                let host = compile(&body);
+                assert!(host.notes().is_empty(), "{:?}", host.notes());
+                let xs = Rng(len as u64 + 7).vec(100, -2.0, 2.0);
+                let ss = Rng(len as u64 + 8).vec(100, -2.0, 2.0);
+                let mut bufs = vec![
+                    Buf::F32(xs.clone()),
+                    Buf::F32(ss.clone()),
+                    Buf::F32(vec![9.0; 100]),
+                ];
+                run(&host, &body, &mut bufs, [len, 1, 0]);
+                let mut want = vec![9.0f32; 100];
+                for i in start as usize..(start + len) as usize {
+                    want[i] = xs[i];
+                    want[i + 50] = xs[i + 1] + ss[i];
                 }
                 assert_same(
                     bufs[2].f32(),

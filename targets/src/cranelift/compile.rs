@@ -1,7 +1,10 @@
 //! Module and JIT setup, then one Cranelift function per body section.
 //!
-//! One `JITModule`, one `Context` (cleared per function) and one `FunctionBuilderContext`
-//! serve the whole program, so allocations are reused across functions.
+//! One `JITModule` and one `FunctionBuilderContext` serve the whole program. The CLIF of
+//! every section is built first (serially: it declares functions in the module); then
+//! Cranelift compiles the functions on up to 4 threads (each compilation is independent);
+//! then the code is defined in the module in section order and finalized, so the result
+//! does not depend on the thread count.
 //!
 //! Flags (all chosen for the speed of the generated code, then of compilation):
 //! - `opt_level=speed`: the e-graph optimizer (GVN, constant folding, loop-invariant code
@@ -23,13 +26,15 @@ use super::lower;
 use super::math;
 use super::{CodeMemory, FuncText, HostProgram, JitError, JitOptions};
 use bfly_ir::kernel::{BodyId, KernelProgram};
-use cranelift_codegen::ir::{AbiParam, UserFuncName, types};
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::{AbiParam, Function, UserFuncName, types};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{Context, isa};
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{Linkage, Module, default_libcall_names};
+use cranelift_module::{FuncId, Linkage, Module, ModuleReloc, default_libcall_names};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// The shared (ISA-independent) flags every build uses, described above.
@@ -97,6 +102,33 @@ fn backend_name(isa: &dyn isa::TargetIsa) -> String {
     }
 }
 
+/// The disassembly of each kept function, compiled again for the host with disassembly on
+/// (same ISA and flags as the JIT, so the same code). A function that fails to compile
+/// again shows the error in place of its listing.
+pub(super) fn disassemble(texts: &[FuncText]) -> Vec<Option<String>> {
+    let isa = match host_isa() {
+        Ok(isa) => isa,
+        Err(e) => {
+            return texts
+                .iter()
+                .map(|t| t.keep_asm.then(|| format!("; {e}")))
+                .collect();
+        }
+    };
+    texts
+        .iter()
+        .map(|t| {
+            let func = t.func.as_ref().filter(|_| t.keep_asm)?;
+            let mut ctx = Context::for_function(func.clone());
+            ctx.set_disasm(true);
+            Some(match ctx.compile(&*isa, &mut ControlPlane::default()) {
+                Ok(code) => code.vcode.clone().unwrap_or_default(),
+                Err(e) => format!("; cranelift failed: {:?}", e.inner),
+            })
+        })
+        .collect()
+}
+
 /// What compiling the bodies produced, besides the code itself.
 struct Compiled {
     entries: Vec<Vec<Option<usize>>>,
@@ -126,6 +158,8 @@ pub(super) fn compile(
         params: program.bodies.iter().map(|b| b.params.len()).collect(),
         notes: out.notes,
         texts: out.texts,
+        clif: std::sync::OnceLock::new(),
+        asm: std::sync::OnceLock::new(),
         compile_time: t0.elapsed(),
         code_bytes: out.code_bytes,
         name,
@@ -134,7 +168,9 @@ pub(super) fn compile(
 }
 
 /// Builds, compiles and finalizes one function per section of every body, except the
-/// sections `skip` names (another backend runs those).
+/// sections `skip` names (another backend runs those). Building the CLIF and defining the
+/// code in the module are serial (they need the module); Cranelift's compilation of each
+/// function is independent and runs on [`compile_threads`] threads.
 fn define_all(
     module: &mut JITModule,
     program: &KernelProgram,
@@ -147,12 +183,10 @@ fn define_all(
     for _ in 0..4 {
         sig.params.push(AbiParam::new(types::I64));
     }
-    let mut ctx: Context = module.make_context();
     let mut fbc = FunctionBuilderContext::new();
     let mut ids = Vec::with_capacity(program.bodies.len());
     let mut notes = Vec::new();
-    let mut texts = Vec::new();
-    let mut code_bytes = 0;
+    let mut built = Vec::new();
 
     for (bi, body) in program.bodies.iter().enumerate() {
         let body_id = BodyId(bi as u32);
@@ -162,21 +196,18 @@ fn define_all(
                 body_ids.push(None);
                 continue;
             }
-            let codegen = |message: String| JitError::Codegen {
-                body: body_id,
-                section,
-                message,
-            };
-            let label = format!("{body_id} section {section}");
             let id = module
                 .declare_function(&format!("{body_id}_s{section}"), Linkage::Local, &sig)
-                .map_err(|e| codegen(e.to_string()))?;
-            ctx.clear();
-            ctx.set_disasm(options.keep_asm);
-            ctx.func.signature = sig.clone();
-            ctx.func.name = UserFuncName::user(0, id.as_u32());
+                .map_err(|e| JitError::Codegen {
+                    body: body_id,
+                    section,
+                    message: e.to_string(),
+                })?;
+            let mut func =
+                Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig.clone());
+            let label = format!("{body_id} section {section}");
             let section_notes = lower::build_section(
-                &mut ctx.func,
+                &mut func,
                 &mut fbc,
                 body,
                 section,
@@ -190,27 +221,41 @@ fn define_all(
                 message,
             })?;
             notes.extend(section_notes);
-            let clif = options.keep_clif.then(|| ctx.func.display().to_string());
-            module
-                .define_function(id, &mut ctx)
-                .map_err(|e| codegen(format!("{e:?}")))?;
-            let compiled = ctx
-                .compiled_code()
-                .ok_or_else(|| codegen("no code".into()))?;
-            code_bytes += compiled.code_buffer().len();
-            let asm = if options.keep_asm {
-                compiled.vcode.clone()
-            } else {
-                None
-            };
-            texts.push(FuncText {
-                header: label,
-                clif,
-                asm,
+            built.push(Built {
+                body: body_id,
+                section,
+                id,
+                text: FuncText {
+                    header: label,
+                    func: (options.keep_clif || options.keep_asm).then(|| func.clone()),
+                    keep_clif: options.keep_clif,
+                    keep_asm: options.keep_asm,
+                },
+                func: Mutex::new(Some(func)),
             });
             body_ids.push(Some(id));
         }
         ids.push(body_ids);
+    }
+
+    let codes = compile_parallel(module.isa(), &built);
+    let mut code_bytes = 0;
+    let mut texts = Vec::with_capacity(built.len());
+    for (b, code) in built.into_iter().zip(codes) {
+        let code = code.map_err(|message| JitError::Codegen {
+            body: b.body,
+            section: b.section,
+            message,
+        })?;
+        code_bytes += code.bytes.len();
+        module
+            .define_function_bytes(b.id, code.alignment, &code.bytes, &code.relocs)
+            .map_err(|e| JitError::Codegen {
+                body: b.body,
+                section: b.section,
+                message: format!("{e:?}"),
+            })?;
+        texts.push(b.text);
     }
     module
         .finalize_definitions()
@@ -228,5 +273,96 @@ fn define_all(
         notes,
         texts,
         code_bytes,
+    })
+}
+
+/// One section's function, built and waiting for Cranelift (a worker takes `func`).
+struct Built {
+    body: BodyId,
+    section: usize,
+    id: FuncId,
+    text: FuncText,
+    func: Mutex<Option<Function>>,
+}
+
+/// A function's machine code, ready for `define_function_bytes` (what
+/// `JITModule::define_function` does after compiling).
+struct Code {
+    bytes: Vec<u8>,
+    alignment: u64,
+    relocs: Vec<ModuleReloc>,
+}
+
+/// Threads for Cranelift: `BFLY_JIT_THREADS` if set (1 = compile on the calling thread),
+/// else the machine's parallelism, at most 4 (programs have tens of functions, so more
+/// threads mostly wait on each other's start-up).
+fn compile_threads(functions: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let wanted = std::env::var("BFLY_JIT_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(cores.min(4));
+    wanted.min(functions).max(1)
+}
+
+/// Compiles every `built` function on [`compile_threads`] threads, each taking the next
+/// unclaimed function; results in `built`'s order.
+fn compile_parallel(isa: &dyn isa::TargetIsa, built: &[Built]) -> Vec<Result<Code, String>> {
+    let next = AtomicUsize::new(0);
+    let worker = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(b) = built.get(i) else { break };
+            done.push((i, compile_one(isa, b)));
+        }
+        done
+    };
+    let threads = compile_threads(built.len());
+    let mut results: Vec<Option<Result<Code, String>>> = (0..built.len()).map(|_| None).collect();
+    let parts: Vec<Vec<(usize, Result<Code, String>)>> = if threads == 1 {
+        vec![worker()]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (1..threads).map(|_| s.spawn(worker)).collect();
+            let mut parts = vec![worker()];
+            for h in handles {
+                // A panicking worker leaves its claimed functions without a result (an
+                // error below), never a wrong one.
+                parts.push(h.join().unwrap_or_default());
+            }
+            parts
+        })
+    };
+    for (i, r) in parts.into_iter().flatten() {
+        results[i] = Some(r);
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("compile thread failed".into())))
+        .collect()
+}
+
+fn compile_one(isa: &dyn isa::TargetIsa, b: &Built) -> Result<Code, String> {
+    let func = b
+        .func
+        .lock()
+        .map_err(|_| "poisoned".to_string())?
+        .take()
+        .ok_or("function compiled twice")?;
+    let mut ctx = Context::for_function(func);
+    ctx.compile(isa, &mut ControlPlane::default())
+        .map_err(|e| format!("{:?}", e.inner))?;
+    let code = ctx.compiled_code().ok_or("no code")?;
+    let relocs = code
+        .buffer
+        .relocs()
+        .iter()
+        .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, b.id))
+        .collect();
+    Ok(Code {
+        bytes: code.code_buffer().to_vec(),
+        alignment: u64::from(code.buffer.alignment),
+        relocs,
     })
 }

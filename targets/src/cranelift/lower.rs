@@ -515,6 +515,40 @@ impl<'a> Lower<'a> {
         })
     }
 
+    /// sin or cos (`op`) of an F32X4: inline (`math::sin_cos`); when some lane is beyond
+    /// `math::TRIG_MAX` (or ±inf, NaN), a branch calls the scalar helper for every lane (it
+    /// gives the inline result for the others, so nothing differs from serial code).
+    pub fn sin_cos4(&mut self, op: UnOp, x: Value) -> LResult<Value> {
+        let l = Lanes::Four;
+        let h = Helper::of(op).ok_or("no helper")?;
+        let fast = math::sin_cos(&mut self.b, l, x, op == UnOp::Cos);
+        let ax = self.b.ins().fabs(x);
+        let lim = l.fconst(&mut self.b, math::TRIG_MAX);
+        // `ax <= lim` is false for NaN too; an ordered compare, as aarch64 has no vector
+        // `UnorderedOrGreaterThan`.
+        let small = self.b.ins().fcmp(FloatCC::LessThanOrEqual, ax, lim);
+        let all_small = self.b.ins().vall_true(small);
+        let slow = self.b.create_block();
+        let join = self.b.create_block();
+        let res = self.b.append_block_param(join, l.float());
+        self.b.set_cold_block(slow);
+        self.b
+            .ins()
+            .brif(all_small, join, &[fast.into()], slow, &[]);
+        self.b.switch_to_block(slow);
+        self.b.seal_block(slow);
+        let mut called = x;
+        for i in 0..4u8 {
+            let xi = self.b.ins().extractlane(x, i);
+            let yi = self.call_helper(h, xi);
+            called = self.b.ins().insertlane(called, yi, i);
+        }
+        self.b.ins().jump(join, &[called.into()]);
+        self.b.switch_to_block(join);
+        self.b.seal_block(join);
+        Ok(res)
+    }
+
     /// Calls a scalar `f32 → f32` helper.
     pub fn call_helper(&mut self, h: Helper, x: Value) -> Value {
         let i = h as usize;

@@ -7,7 +7,8 @@
 //!   lower.rs     Body → CLIF: loops, locals (`Variable`s), expressions, loads/stores
 //!   vectorize/   `vector for` loops as 4×f32 SIMD: shapes of expressions (analyze.rs,
 //!                ints known per lane in ints.rs), then 4-lane code (emit.rs)
-//!   math.rs      exp / tanh inline (scalar and 4-lane), log / sin / cos as helper calls
+//!   math.rs      exp / tanh inline (scalar and 4-lane), sin / cos inline in 4-lane code,
+//!                log (and scalar sin / cos) as helper calls
 //!   f16.rs       f16 ⇄ f32 conversions inline, bit-exact with the `half` crate
 //!   scan.rs      read-only scans (used params, constants, local references)
 //! ```
@@ -30,9 +31,11 @@
 //! - `select` evaluates both arms and picks (branch-free, in scalar and vector code), so a
 //!   load in the untaken arm must be in bounds too — the contract the Kernel IR interpreter
 //!   checks.
-//! - `exp` and `tanh` are inline polynomials (`math`), `log`/`sin`/`cos` call Rust's `f32`
-//!   functions. The scalar and 4-lane code of each are the same operations, so a vectorized
-//!   loop gives bit-identical results to its serial form except for reassociated sums.
+//! - `exp` and `tanh` are inline polynomials (`math`); `sin`/`cos` are inline polynomials
+//!   in 4-lane code and the same operations in a Rust helper for scalar code (Rust's `f32`
+//!   functions beyond |x| = 8192); `log` calls Rust's `f32::ln`. The scalar and 4-lane code
+//!   of each are the same operations, so a vectorized loop gives bit-identical results to
+//!   its serial form except for reassociated sums.
 //!
 //! **W^X.** cranelift-jit's default `SystemMemoryProvider` maps code pages read+write, copies
 //! the code in, and `finalize_definitions` flips them to read+execute with `mprotect` (after
@@ -52,15 +55,18 @@ use crate::exec::runner::call_section;
 use bfly_ir::kernel::{BodyId, KernelProgram};
 use cranelift_jit::JITModule;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// What the compiler keeps besides code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JitOptions {
-    /// Keep each function's CLIF for `clif_text` (cheap).
+    /// Make `clif_text` available (the functions are kept; the text is rendered on the
+    /// first `clif_text` call).
     pub keep_clif: bool,
-    /// Ask Cranelift for its disassembly (`asm_text`); costs compile time.
+    /// Make `asm_text` available. The disassembly is produced lazily: the functions' CLIF
+    /// is kept and compiled again with disassembly on the first `asm_text` call (the same
+    /// ISA and flags give the same code), so compiling for execution does not pay for it.
     pub keep_asm: bool,
 }
 
@@ -129,8 +135,11 @@ impl std::error::Error for JitError {}
 /// One compiled function's texts, for `clif_text` / `asm_text`.
 struct FuncText {
     header: String,
-    clif: Option<String>,
-    asm: Option<String>,
+    /// The function as built (before Cranelift's optimizer), kept when `keep_clif` or
+    /// `keep_asm` asks for texts: they are produced from it on demand.
+    func: Option<cranelift_codegen::ir::Function>,
+    keep_clif: bool,
+    keep_asm: bool,
 }
 
 /// Every body of a program compiled for the host.
@@ -143,6 +152,10 @@ pub struct HostProgram {
     params: Vec<usize>,
     notes: Vec<String>,
     texts: Vec<FuncText>,
+    /// CLIF of each `texts` entry, rendered on the first `clif_text` call.
+    clif: OnceLock<Vec<Option<String>>>,
+    /// Disassembly of each `texts` entry, produced on the first `asm_text` call.
+    asm: OnceLock<Vec<Option<String>>>,
     compile_time: Duration,
     code_bytes: usize,
     name: String,
@@ -202,27 +215,32 @@ impl HostProgram {
     /// Each function's CLIF as built (before Cranelift's optimizer), after a
     /// `; body3 section 0` header. Empty when `keep_clif` was off.
     pub fn clif_text(&self) -> String {
-        self.text(|t| t.clif.as_deref())
+        let clif = self.clif.get_or_init(|| {
+            self.texts
+                .iter()
+                .map(|t| {
+                    let f = t.func.as_ref().filter(|_| t.keep_clif)?;
+                    Some(f.display().to_string())
+                })
+                .collect()
+        });
+        self.text(clif)
     }
 
     /// Cranelift's disassembly of each function (register-allocated machine code with
     /// block labels, no addresses), after a `; body3 section 0` header. Empty when
-    /// `keep_asm` was off.
+    /// `keep_asm` was off. The first call compiles the kept functions again with
+    /// disassembly on (see [`JitOptions::keep_asm`]).
     pub fn asm_text(&self) -> String {
-        self.text(|t| t.asm.as_deref())
+        let asm = self.asm.get_or_init(|| compile::disassemble(&self.texts));
+        self.text(asm)
     }
 
-    fn text(&self, pick: impl Fn(&FuncText) -> Option<&str>) -> String {
+    /// Each function's text (when it has one) after its header.
+    fn text(&self, texts: &[Option<String>]) -> String {
         let mut out = String::new();
-        for t in &self.texts {
-            if let Some(s) = pick(t) {
-                out.push_str(&format!("; {}\n", t.header));
-                out.push_str(s);
-                if !s.ends_with('\n') {
-                    out.push('\n');
-                }
-                out.push('\n');
-            }
+        for (t, s) in self.texts.iter().zip(texts) {
+            push_text(&mut out, &t.header, s.as_deref());
         }
         out
     }
@@ -261,6 +279,18 @@ impl HostProgram {
             return None;
         }
         self.entries.get(b)?.get(section).copied().flatten()
+    }
+}
+
+/// Appends `; header`, the text and a blank line (nothing when `text` is `None`).
+fn push_text(out: &mut String, header: &str, text: Option<&str>) {
+    if let Some(s) = text {
+        out.push_str(&format!("; {header}\n"));
+        out.push_str(s);
+        if !s.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push('\n');
     }
 }
 

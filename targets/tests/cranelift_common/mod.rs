@@ -193,6 +193,37 @@ pub fn tanh_mirror(x: f32) -> f32 {
     r.copysign(x)
 }
 
+/// The backend's `sin` (`cos = false`) or `cos`, operation for operation (see
+/// `cranelift/math.rs`): inline for |x| ≤ 8192, Rust's `f32` functions beyond and for ±inf,
+/// NaN.
+pub fn sin_cos_mirror(x: f32, cos: bool) -> f32 {
+    let ax = x.abs();
+    if ax.is_nan() || ax > 8192.0 {
+        return if cos { x.cos() } else { x.sin() };
+    }
+    const MAGIC: f32 = 12_582_912.0;
+    let qm = ax * std::f32::consts::FRAC_2_PI + MAGIC;
+    let q = qm - MAGIC;
+    let r = ax - q * 1.570_312_5;
+    let r = r - q * 4.837_513e-4;
+    let r = r - q * 7.549_79e-8;
+    let z = r * r;
+    let ps = r + (r * z) * ((-1.951_529_6e-4 * z + 8.332_161e-3) * z + -1.666_665_5e-1);
+    let pc = ((2.443_315_7e-5 * z + -1.388_731_6e-3) * z + 4.166_664_6e-2) * (z * z);
+    let pc = (1.0 - z * 0.5) + pc;
+    let qi = (qm.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    let even = qi & 1 == 0;
+    let v = match (cos, even) {
+        (false, true) | (true, false) => ps,
+        _ => pc,
+    };
+    let mut sign = ((if cos { qi + 1 } else { qi }) & 2) << 30;
+    if !cos {
+        sign ^= (x.to_bits() & 0x8000_0000) as i32;
+    }
+    f32::from_bits(v.to_bits() ^ sign as u32)
+}
+
 /// Equal bits, or both NaN.
 pub fn same(a: f32, b: f32) -> bool {
     a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())

@@ -56,6 +56,8 @@ pub(super) fn emit(
     body: &[Stmt],
 ) -> LResult<()> {
     let unroll: i64 = match (plan.reductions.is_empty(), trips) {
+        (true, Some(t)) if t < 16 => 1,
+        (true, _) if is_small_copy(body) => 4,
         (true, _) => 1,
         (false, Some(t)) if t < 8 => 1,
         (false, Some(t)) if t < 16 => 2,
@@ -148,6 +150,39 @@ pub(super) fn emit(
     lw.b.def_var(scalar_var, at);
     let tail_trips = trips.map(|t| t % 4);
     lw.counted_loop(scalar_var, end, 1, tail_trips, &mut |lw, _| lw.stmts(body))
+}
+
+/// Float operations a body may do per element and still count as a copy loop.
+const COPY_OPS: usize = 3;
+
+/// A body of stores only, each of a few float operations (a copy, a concat, an elementwise
+/// add or scale): one 16-byte vector per iteration leaves such loops bound by the loop
+/// overhead, so they are unrolled 4× (64 bytes per iteration, like `memcpy`). Bigger bodies
+/// are bound by their arithmetic and only grow.
+fn is_small_copy(body: &[Stmt]) -> bool {
+    /// Float operations of `e`, `None` past the limit or for anything but loads,
+    /// arithmetic and sign operations.
+    fn ops(e: &Expr, budget: usize) -> Option<usize> {
+        let used = match e {
+            Expr::Load { .. } | Expr::Local(_) | Expr::F32(_) => 1,
+            Expr::Bin(_, a, b) => {
+                let x = ops(a, budget.checked_sub(1)?)?;
+                1 + x + ops(b, budget.checked_sub(1 + x)?)?
+            }
+            Expr::Un(UnOp::Neg | UnOp::Abs, a) => 1 + ops(a, budget.checked_sub(1)?)?,
+            _ => return None,
+        };
+        (used <= budget).then_some(used)
+    }
+    let mut budget = 2 * COPY_OPS;
+    body.len() <= 2
+        && body.iter().all(|s| match s {
+            Stmt::Store { value, .. } => ops(value, budget).is_some_and(|n| {
+                budget -= n;
+                true
+            }),
+            _ => false,
+        })
 }
 
 fn set_var(lw: &mut Lower, v: LoopVar, var: Option<Variable>) {
@@ -260,10 +295,8 @@ fn vexpr(lw: &mut Lower, plan: &Plan, e: &Expr) -> LResult<VV> {
                 UnOp::Round => lw.b.ins().nearest(x),
                 UnOp::Exp => math::exp(&mut lw.b, Lanes::Four, x),
                 UnOp::Tanh => math::tanh(&mut lw.b, Lanes::Four, x),
-                UnOp::Log | UnOp::Sin | UnOp::Cos => {
-                    let h = Helper::of(*op).ok_or_else(|| bug("helper"))?;
-                    per_lane_call(lw, h, x)
-                }
+                UnOp::Sin | UnOp::Cos => lw.sin_cos4(*op, x)?,
+                UnOp::Log => per_lane_call(lw, Helper::Log, x),
                 UnOp::ToF32 | UnOp::ToInt => return Err(bug("conversion")),
             })
         }
@@ -415,6 +448,7 @@ fn load(lw: &mut Lower, arg: u32, idx: Value, rel: [i64; 4]) -> LResult<VV> {
     let (vf, sf) = (vector_flags(), data_flags());
     Ok(match dtype {
         DType::F32 if contiguous => VV::Vec(lw.b.ins().load(types::F32X4, vf, addr, 0)),
+        DType::F32 if rel == [0, 2, 4, 6] => VV::Vec(load_stride2(lw, addr)),
         DType::F32 => VV::Vec(gather(lw, addr, off, types::F32X4, &|lw, a, o| {
             lw.b.ins().load(types::F32, sf, a, o)
         })),
@@ -436,6 +470,34 @@ fn load(lw: &mut Lower, arg: u32, idx: Value, rel: [i64; 4]) -> LResult<VV> {
             lw.b.ins().sload8(types::I32, sf, a, o)
         })),
     })
+}
+
+/// Flags for a bitcast between vector types of different lane counts (Cranelift requires
+/// an explicit byte order there).
+fn lane_cast() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little)
+}
+
+/// Lanes `addr[0], addr[2], addr[4], addr[6]` (f32) de-interleaved from two vector loads,
+/// `addr[0..4]` and `addr[3..7]`, by one shuffle (`shufps` on x86, `uzp1`-like on aarch64)
+/// instead of four scalar loads and inserts: e.g. rope's interleaved cos/sin table. The
+/// second load starts at element 3, not 4, so no byte past lane 3's element is read.
+fn load_stride2(lw: &mut Lower, addr: Value) -> Value {
+    let vf = vector_flags();
+    let a = lw.b.ins().load(types::F32X4, vf, addr, 0);
+    let b = lw.b.ins().load(types::F32X4, vf, addr, 12);
+    let a = lw.b.ins().bitcast(types::I8X16, lane_cast(), a);
+    let b = lw.b.ins().bitcast(types::I8X16, lane_cast(), b);
+    // Bytes of a's lanes 0, 2 then b's lanes 1, 3 (b's bytes are numbered 16..31).
+    let mut mask = [0u8; 16];
+    for (l, src) in [0u8, 2, 5, 7].iter().enumerate() {
+        for k in 0..4 {
+            mask[4 * l + k as usize] = 4 * src + k;
+        }
+    }
+    let mask = lw.b.func.dfg.immediates.push(mask.to_vec().into());
+    let v = lw.b.ins().shuffle(a, b, mask);
+    lw.b.ins().bitcast(types::F32X4, lane_cast(), v)
 }
 
 /// Stores 4 f32 lanes: lane l at lane-0 index `idx` + `rel[l]`. Contiguous lanes are one

@@ -8,7 +8,9 @@
 //! or of ints known per lane such as a one-hot `i == target`), or per-lane ints loaded from
 //! an int param (only `f32()` may consume those). Loads by lane offsets: `[0, 1, 2, 3]` → one
 //! unaligned `load.f32x4` (f16: `uload16x4` + inline conversion), all equal → one scalar load
-//! (splatted when combined), anything else → four scalar loads + `insertlane`. Stores to a
+//! (splatted when combined), f32 `[0, 2, 4, 6]` (interleaved pairs such as rope's cos/sin
+//! table) → two vector loads and one de-interleaving shuffle, anything else → four scalar
+//! loads + `insertlane`. Stores to a
 //! float param: `[0, 1, 2, 3]` → one vector store, other patterns (strides, butterfly pairs)
 //! → four scalar stores in lane order, which the IR's independent iterations allow.
 //! Reductions `acc = acc + e`, `acc = max(acc, e)` (and `min`) into f32 locals defined
@@ -23,7 +25,10 @@
 //! selects ints per lane. Loops with a constant trip count below 4 run serially without a
 //! note.
 //!
-//! **Emission.** Without reductions: one vector per iteration. With reductions: 4
+//! **Emission.** Without reductions: one vector per iteration, except copy-like bodies (at
+//! most two stores of at most 6 float operations in all, e.g. embed, concat, an elementwise
+//! add) with 16 or more (or unknown) trips, which are unrolled 4× like reductions, then a
+//! single-vector loop and the scalar tail. With reductions: 4
 //! independent accumulators per reduction and the body unrolled 4× (16 elements per
 //! iteration) so the adds of consecutive vectors do not wait on each other (2× for constant
 //! trip counts 8..15); then single vectors into accumulator 0; then the accumulators are
