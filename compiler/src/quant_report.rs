@@ -29,7 +29,9 @@ use bfly_targets::reference::{Tensor, Weights, evaluate, init_weights};
 
 use crate::compile::{compile_to_stage, render_diagnostics};
 use crate::mode::Mode;
-use crate::passes::quantize::{Applied, QuantPlan, QuantSite, Scheme, find_sites, quantize_graph};
+use crate::passes::quantize::{
+    Applied, QuantPlan, QuantSite, Scheme, SiteKind, TIED_HEAD_REASON, find_sites, quantize_graph,
+};
 use crate::passes::{pipeline, stage_names};
 use crate::spec::{DenseQuant, ModelSpec, TwiddleQuant};
 
@@ -103,6 +105,8 @@ pub struct QuantReport {
     pub sites: Vec<SiteError>,
     /// Sites left in f32 (kept, or their setting is `none`), by name.
     pub kept: Vec<String>,
+    /// The model has a tied head that `dense = int8` leaves f32 (see [`TIED_HEAD_REASON`]).
+    pub tied_head: bool,
     pub logits_rel_l2: f64,
     pub top1: Top1,
 }
@@ -209,6 +213,9 @@ impl QuantReport {
         let mut kept = vec!["embed (the embedding table always stays f32)".to_string()];
         kept.extend(self.kept.iter().cloned());
         let _ = writeln!(s, "f32: {}", kept.join(", "));
+        if self.tied_head {
+            let _ = writeln!(s, "     head: {TIED_HEAD_REASON}");
+        }
         let _ = writeln!(
             s,
             "model: logits relative L2 {}, top-1 agreement {:.2} % ({}/{})",
@@ -281,6 +288,7 @@ pub fn quant_report(
         batch,
         sites: m.sites,
         kept: m.kept,
+        tied_head: m.tied_head,
         logits_rel_l2: m.logits_rel_l2,
         top1: m.top1,
     })
@@ -292,16 +300,31 @@ pub struct Measured {
     pub sites: Vec<SiteError>,
     /// Sites left in f32, by name.
     pub kept: Vec<String>,
+    /// The model has a tied head that `dense = int8` leaves f32 (see [`TIED_HEAD_REASON`]).
+    pub tied_head: bool,
     pub logits_rel_l2: f64,
     pub top1: Top1,
 }
 
-/// Evaluates `g0` and its quantized form on `batch`.
+/// Evaluates `g0` and its quantized form on `batch`, with the init weights of
+/// `batch.weight_seed`.
 pub fn measure(
     g0: &Graph,
     plan: &QuantPlan,
     batch: &Batch,
     per_site: bool,
+) -> Result<Measured, String> {
+    measure_with(g0, plan, batch, per_site, None)
+}
+
+/// [`measure`] with the init weights overridden by `trained` where it names a parameter (e.g.
+/// the weights after a training run, which is what users quantize).
+pub fn measure_with(
+    g0: &Graph,
+    plan: &QuantPlan,
+    batch: &Batch,
+    per_site: bool,
+    trained: Option<&Weights>,
 ) -> Result<Measured, String> {
     let sites = find_sites(g0).ok_or("the graph has a cycle")?;
     let mut g1 = g0.clone();
@@ -311,7 +334,21 @@ pub fn measure(
         .filter(|s| plan.scheme(s).is_none())
         .map(QuantSite::display_name)
         .collect();
+    let tied_head =
+        plan.dense == DenseQuant::Int8 && sites.iter().any(|s| s.kind == SiteKind::TiedHead);
     let weights = init_weights(g0, batch.weight_seed)?;
+    let weights = match trained {
+        Some(t) => {
+            let mut w = weights;
+            for (name, tensor) in t {
+                if let Some(slot) = w.get_mut(name) {
+                    *slot = tensor.clone();
+                }
+            }
+            w
+        }
+        None => weights,
+    };
 
     let originals: Vec<Value> = applied.iter().map(|a| Value::first(a.site.node)).collect();
     let reference = run(&with_outputs(g0, &originals), &weights, batch)?;
@@ -349,6 +386,7 @@ pub fn measure(
     Ok(Measured {
         sites: errors,
         kept,
+        tied_head,
         logits_rel_l2: rel_l2(&full[0], &reference[0]),
         top1: top1(&full[0], &reference[0], vocab),
     })

@@ -2,21 +2,25 @@
 //! --emit quant-report` prints), keep lists, no change without a `quantize` section, and the
 //! IR text round trip of quantized graphs.
 //!
-//! The accuracy test gives each golden spec without a `quantize` section a test-local
-//! `quantize { dense = int8  butterfly = fp16 }`: int8 dense and tied head, int8 weight-only
-//! monarch, fp16 twiddles. The specs with a section (`mixed`, `tiny-quant`) keep theirs, keep
-//! list included.
+//! The accuracy tests give each golden spec without a `quantize` section a test-local
+//! `quantize { dense = int8  butterfly = fp16 }`: int8 dense (the tied head stays f32), int8
+//! weight-only monarch, fp16 twiddles. The specs with a section (`mixed`, `tiny-quant`) keep
+//! theirs, keep list included. Measured twice: at random init (the report's input) and after
+//! a short training run on the reference (see "Trained weights" below).
 
 mod common;
 
 use bfly_compiler::Mode;
 use bfly_compiler::passes::quantize::{QuantPlan, SiteKind, find_sites};
 use bfly_compiler::passes::{pipeline, stage_names};
-use bfly_compiler::quant_report::{MIN_POSITIONS, QuantReport, quant_report};
+use bfly_compiler::quant_report::{
+    Batch, MIN_POSITIONS, Measured, QuantReport, f32_graph, measure_with, quant_report,
+};
 use bfly_compiler::{ModelSpec, compile_spec_source, render_diagnostics};
 use bfly_grammar::SourceFile;
 use bfly_ir::parse::parse_graph;
-use bfly_ir::{Graph, Op, print_graph, verify};
+use bfly_ir::{DType, Graph, Op, print_graph, verify};
+use bfly_targets::reference::Tensor;
 use common::*;
 
 /// The settings every golden model is measured with.
@@ -28,32 +32,41 @@ const MAX_LOGITS_REL_L2: f64 = 0.02;
 
 /// Golden models that miss the bounds with random-init weights, each with the ceiling its
 /// measured error must stay under (measured + a little) and the floor for top-1: the misses
-/// are listed, not hidden, and may not get worse. Why they miss (see the report in the
-/// README): random-init logits are nearly uniform, so a few percent of positions have a
-/// top-1/top-2 gap below the quantization noise (every flip happens at a gap under 0.1 of the
-/// logits' std); int8 noise of ~0.8 % per dense site adds up over 15 sites in tiny-dense; and
-/// random general butterflies make heavy-tailed activations (the tied head's input in
-/// wide-2048 has max/rms ≈ 17) that per-token int8 quantizes coarsely.
+/// are listed, not hidden, and may not get worse. Why they miss (see the README): random-init
+/// logits are nearly uniform, so some positions have a top-1/top-2 gap below the
+/// quantization noise (tiny-dib flips 3 of 256 at a 0.15 % logits error; every flip but
+/// mixed's is at a gap under 4× the RMS logit error, see `DECISIVE_MISSES`); and int8 noise of
+/// ~0.8 % per dense site (the absmax int8 floor for both operands) compounds over the 13–14
+/// int8 sites of tiny-dense and tiny-lora-dense through layers that do nothing useful yet.
+/// Trained, every model meets the bounds (`trained_golden_models_meet_the_bounds`).
 /// `(stem, max logits rel L2, min top-1)`.
 const RANDOM_INIT_MISSES: &[(&str, f64, f64)] = &[
     ("mixed", 0.025, 0.96),
-    ("tiny-butterfly", 0.015, 0.98),
-    ("tiny-dense", 0.034, 0.94),
+    ("tiny-dense", 0.033, 0.95),
+    ("tiny-dib", 0.02, 0.985),
     ("tiny-lora-dense", 0.035, 0.93),
-    ("tiny-monarch", 0.020, 0.98),
-    ("wide-2048", 0.040, 0.92),
+    ("tiny-monarch", 0.02, 0.98),
 ];
+
+/// Top-1 agreement on decisive positions (gap > 4× the RMS logit error) is 100 % at random
+/// init for every model but these, `(stem, floor)`: mixed flips 5 of 274.
+const DECISIVE_MISSES: &[(&str, f64)] = &[("mixed", 0.98)];
 
 /// `text` with its `quantize { … }` section (if any) replaced by `section`.
 fn with_section(text: &str, section: &str) -> String {
+    with_named_section(text, "quantize {", section)
+}
+
+/// `text` with its section opened by `open` (`"train {"`; if any) replaced by `section`.
+fn with_named_section(text: &str, open: &str, section: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
-    while let Some(at) = rest.find("quantize {") {
+    while let Some(at) = rest.find(open) {
         let line_start = rest[..at].rfind('\n').map_or(0, |i| i + 1);
         if !rest[line_start..at].trim().is_empty() {
-            // `quantize {` inside a comment or a string: keep it.
-            out.push_str(&rest[..at + 10]);
-            rest = &rest[at + 10..];
+            // The keyword inside a comment or a string: keep it.
+            out.push_str(&rest[..at + open.len()]);
+            rest = &rest[at + open.len()..];
             continue;
         }
         out.push_str(&rest[..at]);
@@ -140,6 +153,16 @@ fn quantized_golden_models_stay_close_to_f32() {
             Some(&(_, l2, top1)) => (l2, top1),
             None => (MAX_LOGITS_REL_L2, MIN_TOP1),
         };
+        let min_decisive = DECISIVE_MISSES
+            .iter()
+            .find(|m| m.0 == stem)
+            .map_or(1.0, |m| m.1);
+        if r.decisive_top1() < min_decisive {
+            failures.push(format!(
+                "{stem}: decisive top-1 {:.4} (min {min_decisive})",
+                r.decisive_top1()
+            ));
+        }
         if r.logits_rel_l2 > max_l2 || r.top1() < min_top1 {
             failures.push(format!(
                 "{stem}: rel L2 {:.4} (max {max_l2}), top-1 {:.4} (min {min_top1})",
@@ -193,7 +216,14 @@ fn quantized_graphs_verify_and_round_trip_through_ir_text() {
         for site in find_sites(&g).expect("acyclic") {
             assert_eq!(plan.scheme(&site), None, "{stem}: {site:?}");
         }
-        assert!(count(&g, |o| matches!(o, Op::Quantize)) > 0, "{stem}");
+        let int8_or_f16 = |o: &Op| {
+            matches!(o, Op::Quantize)
+                || *o
+                    == Op::Cast {
+                        to: bfly_ir::DType::F16,
+                    }
+        };
+        assert!(count(&g, int8_or_f16) > 0, "{stem}");
     }
 }
 
@@ -248,4 +278,183 @@ fn keep_list_sites_and_the_embedding_table_stay_f32() {
             .contains("f32: embed (the embedding table always stays f32), layers.1.attn.o, head"),
         "{rendered}"
     );
+    assert!(r.tied_head);
+    assert!(
+        rendered.contains("     head: tied to the f32 embedding table"),
+        "{rendered}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trained weights: what users quantize. Random-init logits are nearly uniform, so there top-1
+// flips at near-ties and the error compounds through layers that do nothing useful yet; a
+// trained model has decisive logits. Each golden model (with the measurement's `quantize`
+// section) is trained from its init by AdamW on the reference interpreter, on a learnable
+// token stream, then measured like `quant-report` does, on held-out sequences of that stream.
+
+/// The test-local training: every parameter trains (LoRA specs included: their base is what
+/// gets quantized), short sequences so that a step is cheap.
+const TRAIN_SECTION: &str = "train {\n    trainable = all\n    optimizer = adamw(lr = 3e-3)\n    batch = 4  seq = 16  seed = 5  steps = 1\n}";
+const TRAIN_BATCH: usize = 4;
+const TRAIN_SEQ: usize = 16;
+
+/// `rows` sequences of `len` tokens of a deterministic bigram language: `t' = (5 t + 3) mod
+/// vocab` (a permutation of the vocabulary), each from a start drawn by `SplitMix64(seed)`.
+fn bigram_rows(rows: usize, len: usize, vocab: u64, seed: u64) -> Vec<Vec<u32>> {
+    let mut rng = bfly_ir::init::SplitMix64::new(seed);
+    (0..rows)
+        .map(|_| {
+            let mut t = rng.next_u64() % vocab;
+            (0..len)
+                .map(|_| {
+                    let now = t as u32;
+                    t = (5 * t + 3) % vocab;
+                    now
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The golden spec `stem` with the measurement's `quantize` (unless it has one) and `train`
+/// sections.
+fn trainable_spec(stem: &str) -> (ModelSpec, SourceFile) {
+    let (spec, file) = golden_spec(stem);
+    let mut text = with_named_section(&file.text, "train {", TRAIN_SECTION);
+    if spec.quantize.is_none() {
+        text = with_section(&text, SECTION);
+    }
+    checked(&file.name, text)
+}
+
+/// Trains `spec` for `steps` steps; returns the weights and the first and last loss.
+fn train(
+    spec: &ModelSpec,
+    file: &SourceFile,
+    steps: usize,
+) -> (bfly_targets::reference::Weights, f64, f64) {
+    let g = graph_at(spec, file, Mode::Train, None);
+    let vocab = spec.model.vocab.node;
+    let mut w = weights(&g, 5);
+    let (mut first, mut last) = (f64::NAN, f64::NAN);
+    for step in 1..=steps {
+        let rows = bigram_rows(TRAIN_BATCH, TRAIN_SEQ + 1, vocab, 1000 + step as u64);
+        let column = |from: usize| -> Vec<i64> {
+            rows.iter()
+                .flat_map(|r| r[from..from + TRAIN_SEQ].iter().map(|&t| i64::from(t)))
+                .collect()
+        };
+        let inputs: Vec<Tensor> = g
+            .inputs()
+            .iter()
+            .map(|&id| match &g.node(id).op {
+                Op::Input { name } if name == "tokens" => {
+                    Tensor::int(DType::I32, vec![TRAIN_BATCH, TRAIN_SEQ], column(0))
+                }
+                Op::Input { name } if name == "targets" => {
+                    Tensor::int(DType::I32, vec![TRAIN_BATCH, TRAIN_SEQ], column(1))
+                }
+                _ => Tensor::f32(vec![], vec![step as f64]),
+            })
+            .collect();
+        let outs = eval(&g, &inputs, &w);
+        last = scalar(&outs[0]);
+        if step == 1 {
+            first = last;
+        }
+        for (o, t) in g.outputs().iter().zip(outs) {
+            if o.param {
+                w.insert(o.name.clone(), t);
+            }
+        }
+    }
+    (w, first, last)
+}
+
+/// Trains `stem` and measures its quantization on 256 held-out positions of the same stream.
+fn measure_trained(stem: &str, steps: usize) -> (Measured, f64, f64) {
+    let (spec, file) = trainable_spec(stem);
+    let (w, first, last) = train(&spec, &file, steps);
+    let g0 = f32_graph(&spec, &file).unwrap_or_else(|e| panic!("{e}"));
+    let plan = QuantPlan::from_spec(&spec).expect("a quantize section");
+    let sequences = MIN_POSITIONS / TRAIN_SEQ;
+    let vocab = spec.model.vocab.node;
+    let batch = Batch {
+        sequences,
+        seq_len: TRAIN_SEQ,
+        vocab,
+        weight_seed: 5,
+        tokens: bigram_rows(sequences, TRAIN_SEQ, vocab, 99),
+    };
+    let m = measure_with(&g0, &plan, &batch, false, Some(&w)).unwrap_or_else(|e| panic!("{e}"));
+    (m, first, last)
+}
+
+fn trained_row(stem: &str, m: &Measured, first: f64, last: f64, steps: usize) -> String {
+    let n = MIN_POSITIONS;
+    format!(
+        "{stem} | {:.2} % ({}/{n}) | {:.3} % | loss {first:.3} -> {last:.3} in {steps} steps\n",
+        100.0 * m.top1.agree as f64 / n as f64,
+        m.top1.agree,
+        100.0 * m.logits_rel_l2,
+    )
+}
+
+/// Training steps of the trained measurement: enough for every model's loss to fall well
+/// below `ln vocab` (the bigram is then mostly learned) while the eight small models stay at
+/// about 20 s in a debug build.
+const TRAIN_STEPS: usize = 120;
+
+/// `wide-2048` takes ~35 s to train in a debug build: measured by the `--ignored` table only.
+const SLOW_TO_TRAIN: &[&str] = &["wide-2048"];
+
+/// Trains and measures `stems`; returns the table and the bound violations. A model that did
+/// not train (its loss did not fall below half its start) is a violation too: the measurement
+/// would then be a random-init one in disguise.
+fn trained_check(stems: &[String]) -> (String, Vec<String>) {
+    let mut table = String::from("model | top-1 agreement | logits rel L2 | training\n");
+    let mut failures = Vec::new();
+    for stem in stems {
+        let (m, first, last) = measure_trained(stem, TRAIN_STEPS);
+        table.push_str(&trained_row(stem, &m, first, last, TRAIN_STEPS));
+        let top1 = m.top1.agree as f64 / MIN_POSITIONS as f64;
+        // NaN losses count as not trained.
+        let trained = last < 0.5 * first;
+        if m.logits_rel_l2 > MAX_LOGITS_REL_L2 || top1 < MIN_TOP1 || !trained {
+            failures.push(format!(
+                "{stem}: rel L2 {:.4}, top-1 {top1:.4}, loss {first:.3} -> {last:.3}",
+                m.logits_rel_l2
+            ));
+        }
+    }
+    (table, failures)
+}
+
+fn golden_stems() -> Vec<String> {
+    golden_specs()
+        .into_iter()
+        .map(|(stem, _, _)| stem)
+        .collect()
+}
+
+#[test]
+fn trained_golden_models_meet_the_bounds() {
+    let stems: Vec<String> = golden_stems()
+        .into_iter()
+        .filter(|s| !SLOW_TO_TRAIN.contains(&s.as_str()))
+        .collect();
+    assert!(stems.len() >= 8, "{stems:?}");
+    let (table, failures) = trained_check(&stems);
+    eprintln!("{table}");
+    assert!(failures.is_empty(), "{failures:#?}\n{table}");
+}
+
+/// The README's trained table, every golden model:
+/// `cargo test -p bfly-compiler --test quantize -- --ignored --nocapture trained_table`.
+#[test]
+#[ignore = "trains wide-2048 (~35 s in debug); run for the README table"]
+fn trained_table_of_every_golden_model() {
+    let (table, failures) = trained_check(&golden_stems());
+    eprintln!("{table}");
+    assert!(failures.is_empty(), "{failures:#?}\n{table}");
 }

@@ -81,6 +81,12 @@ pub struct Node {
     pub loc: Option<Loc>,
     /// The fused region the node belongs to, if any.
     pub region: Option<RegionId>,
+    /// A `butterfly`'s stage grouping, chosen by the fuse pass: the radix of each group of
+    /// consecutive stages, in stage order (`[4, 4, 2]`: stages 0–1 and 2–3 as radix-4, stage
+    /// 4 as radix-2). The product is the transform size `n`, so the groups cover each block's
+    /// `log2 n` stages exactly (`verify` checks it). A schedule hint: it never changes what
+    /// the graph computes. Printed as the attribute `radix = [...]` of the op.
+    pub radix: Option<Vec<u32>>,
 }
 
 /// Operand edge: feeds result `result` of the source into operand slot `slot`.
@@ -247,6 +253,7 @@ impl Graph {
             results,
             loc,
             region: None,
+            radix: None,
         }))
     }
 
@@ -342,6 +349,11 @@ impl Graph {
     /// Puts a node into a fused region (`None`: takes it out of its region).
     pub fn set_region(&mut self, id: NodeId, region: Option<RegionId>) {
         self.g[id.0].region = region;
+    }
+
+    /// Sets (or with `None` removes) a butterfly's stage grouping (see [`Node::radix`]).
+    pub fn set_radix(&mut self, id: NodeId, radix: Option<Vec<u32>>) {
+        self.g[id.0].radix = radix;
     }
 
     /// Takes every node out of its region.

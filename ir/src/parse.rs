@@ -4,11 +4,16 @@
 //! A `fused @name { ... }` block puts its statements into one fresh region; the name only
 //! identifies the block within the file (it must be unique) and is not kept: the printer
 //! renumbers regions in order of appearance.
+//!
+//! `radix = [...]` among a statement's attributes is the node's stage grouping
+//! (`Node::radix`), not an op attribute: it is taken out before the op is rebuilt and checked
+//! like the verifier does (only on a butterfly, covering its stages exactly).
 
 use crate::graph::{Graph, Loc, NodeId, Output, Value};
 use crate::op::{AttrValue, Init, Op, Param};
+use crate::print::RADIX_ATTR;
 use crate::types::{DType, Dim, Type};
-use crate::verify::verify;
+use crate::verify::{check_radix, verify};
 use bfly_grammar::ir_ast::{self as ast, IrGraph, Operand};
 use bfly_grammar::suggest::hint;
 use bfly_grammar::{Diagnostic, SourceFile, Span};
@@ -87,6 +92,26 @@ fn lower_attr(v: &ast::AttrValue) -> AttrValue {
         ast::AttrValue::Str(s) => AttrValue::Str(s.clone()),
         ast::AttrValue::List(items) => AttrValue::List(items.iter().map(lower_attr).collect()),
     }
+}
+
+/// Removes the `radix = [...]` attribute (a butterfly's stage grouping) from `attrs`.
+fn take_radix(attrs: &mut Vec<(String, AttrValue)>) -> Result<Option<Vec<u32>>, String> {
+    let Some(at) = attrs.iter().position(|(k, _)| k == RADIX_ATTR) else {
+        return Ok(None);
+    };
+    let (_, value) = attrs.remove(at);
+    let bad = || format!("`{RADIX_ATTR}` must be a list of radices, e.g. `[4, 4, 2]`");
+    let AttrValue::List(items) = value else {
+        return Err(bad());
+    };
+    items
+        .iter()
+        .map(|v| match v {
+            AttrValue::Int(i) => u32::try_from(*i).map_err(|_| bad()),
+            _ => Err(bad()),
+        })
+        .collect::<Result<Vec<u32>, String>>()
+        .map(Some)
 }
 
 fn lower(ast: &IrGraph, file: &SourceFile) -> Result<Graph, Vec<Diagnostic>> {
@@ -208,11 +233,19 @@ fn lower(ast: &IrGraph, file: &SourceFile) -> Result<Graph, Vec<Diagnostic>> {
                 }
             }
         }
-        let attrs: Vec<(String, AttrValue)> = stmt
+        let mut attrs: Vec<(String, AttrValue)> = stmt
             .attrs
             .iter()
             .map(|a| (a.key.node.clone(), lower_attr(&a.value)))
             .collect();
+        // The stage grouping is the node's, not the op's (see `Node::radix`).
+        let radix = match take_radix(&mut attrs) {
+            Ok(r) => r,
+            Err(m) => {
+                errors.push(Diagnostic::error(m, stmt.span));
+                continue;
+            }
+        };
         let op = match Op::from_text(&stmt.op.node, &attrs) {
             Ok(op) => op,
             Err(m) => {
@@ -224,6 +257,12 @@ fn lower(ast: &IrGraph, file: &SourceFile) -> Result<Graph, Vec<Diagnostic>> {
                 continue;
             }
         };
+        if let Some(r) = &radix
+            && let Err(m) = check_radix(&op, r)
+        {
+            errors.push(Diagnostic::error(m, stmt.span));
+            continue;
+        }
         let types: Result<Vec<Type>, _> = stmt.types.iter().map(lower_type).collect();
         let types = match types {
             Ok(t) => t,
@@ -254,6 +293,7 @@ fn lower(ast: &IrGraph, file: &SourceFile) -> Result<Graph, Vec<Diagnostic>> {
         if let Some(v) = results.first() {
             spans.insert(v.node, stmt.span);
             g.set_region(v.node, region_of.get(i).copied().flatten());
+            g.set_radix(v.node, radix);
         }
         for (name, v) in stmt.results.iter().zip(results) {
             if values.insert(&name.node, v).is_some() {

@@ -15,9 +15,15 @@
 //!
 //! The schedule keeps every region contiguous (`Graph::topo_order`), so each region prints as
 //! exactly one block.
+//!
+//! A butterfly's stage grouping (`Node::radix`, chosen by the fuse pass) prints as one more
+//! attribute after the op's own: `butterfly %3, %4 {in = 32, out = 32, radix = [4, 4, 2]}`.
 
 use crate::graph::{Graph, NodeId, RegionId, Value};
-use crate::op::Op;
+use crate::op::{AttrValue, Op};
+
+/// The attribute key of a butterfly's stage grouping (`Node::radix`).
+pub const RADIX_ATTR: &str = "radix";
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -173,7 +179,14 @@ pub fn print_graph(g: &Graph) -> String {
         if !operands.is_empty() {
             let _ = write!(s, " {}", operands.join(", "));
         }
-        let attrs = node.op.attrs();
+        let mut attrs = node.op.attrs();
+        if let Some(radix) = &node.radix {
+            let list = radix
+                .iter()
+                .map(|&r| AttrValue::Int(i64::from(r)))
+                .collect();
+            attrs.push((RADIX_ATTR, AttrValue::List(list)));
+        }
         if !attrs.is_empty() {
             let a: Vec<String> = attrs.iter().map(|(k, v)| format!("{k} = {v}")).collect();
             let _ = write!(s, " {{{}}}", a.join(", "));

@@ -7,9 +7,13 @@
 //! value that leaves a region and flows back into it, or two regions that feed each other —
 //! and sources (inputs, params) inside a region. It does not insist that nodes were added in
 //! an order that happens to keep regions together: the schedule does that.
+//!
+//! Stage groupings (`radix = [4, 4, 2]` on a `butterfly`, see `Node::radix`): only on a
+//! butterfly, every radix a power of two ≥ 2, and together they cover the `log2 n` stages of a
+//! block exactly (the product of the radices is `n`).
 
 use crate::graph::{Graph, IrError, NodeId, RegionCycle};
-use crate::infer::infer_types;
+use crate::infer::{butterfly_width, infer_types};
 use crate::op::Op;
 use crate::print::{RegionNames, ValueNames};
 use crate::types::{Dim, Type};
@@ -30,6 +34,30 @@ fn err(g: &Graph, names: &ValueNames, id: NodeId, message: String) -> IrError {
         loc: node.loc,
         message: format!("{what}: {message}"),
     }
+}
+
+/// Checks a stage grouping against its op (see the module doc).
+pub fn check_radix(op: &Op, radix: &[u32]) -> Result<(), String> {
+    let Op::Butterfly { n_in, .. } = op else {
+        return Err(format!(
+            "`radix` groups butterfly stages, but this is a `{}`",
+            op.name()
+        ));
+    };
+    if let Some(bad) = radix.iter().find(|r| **r < 2 || !r.is_power_of_two()) {
+        return Err(format!("radix {bad} is not a power of two >= 2"));
+    }
+    let n = butterfly_width(*n_in);
+    let stages = n.trailing_zeros();
+    let covered: u32 = radix.iter().map(|r| r.trailing_zeros()).sum();
+    if covered != stages {
+        let list: Vec<String> = radix.iter().map(u32::to_string).collect();
+        return Err(format!(
+            "radix [{}] groups {covered} stages, but a butterfly with n = {n} has {stages}",
+            list.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 fn check_symbols(g: &Graph, ty: &Type) -> Result<(), String> {
@@ -138,6 +166,11 @@ pub fn verify(g: &Graph) -> Result<(), Vec<IrError>> {
                 ));
             }
             continue;
+        }
+        if let Some(radix) = &node.radix
+            && let Err(m) = check_radix(&node.op, radix)
+        {
+            errors.push(err(g, &names, id, m));
         }
         let operands = g.operands(id);
         let mut slots_ok = true;

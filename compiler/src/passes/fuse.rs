@@ -31,13 +31,22 @@
 //! can never flow back in), which `verify` checks. A node is in at most one region: rules are
 //! applied in the order above and the first that claims a node keeps it.
 //!
+//! **Stage grouping.** Every per-token `butterfly` also gets its stages grouped into
+//! radix-2^k groups, printed as `radix = [...]` on the op (`Node::radix`): consecutive pairs
+//! of stages form radix-4 groups, and an odd stage count leaves one radix-2 group at the end
+//! (`n = 32`, 5 stages: `[4, 4, 2]`). Radix-4 is what the backends' butterfly codelets take
+//! per pass over the data (two stages per load/store of a vector tile); a radix-8 group would
+//! need more twiddle registers than a 2×2-stage tile leaves free. The grouping covers the
+//! `log2 n` stages of each block (every block and stack uses the same grouping). Like
+//! regions, it is a schedule hint: it never changes what the graph computes.
+//!
 //! In a training graph most forward activations are also read by their backward ops, so those
 //! chains stop early by the fan-out rule: the saved values must be written out anyway.
 
 use std::collections::HashSet;
 
 use bfly_grammar::Diagnostic;
-use bfly_ir::{Graph, NodeId, Op, Value};
+use bfly_ir::{Graph, NodeId, Op, Value, butterfly_width};
 
 use super::weight_time::WeightTime;
 use super::{Pass, PassContext};
@@ -84,6 +93,15 @@ pub fn fuse_regions(g: &mut Graph) -> Option<usize> {
     for &id in &order {
         f.grad_region(g, id);
     }
+    for &id in &order {
+        let grouping = match g.node(id).op {
+            Op::Butterfly { n_in, .. } if !memo.is(g, Value::first(id)) => {
+                Some(radix_groups(butterfly_width(n_in).trailing_zeros()))
+            }
+            _ => None,
+        };
+        g.set_radix(id, grouping);
+    }
     let count = f.regions.len();
     for members in f.regions {
         let r = g.new_region();
@@ -92,6 +110,16 @@ pub fn fuse_regions(g: &mut Graph) -> Option<usize> {
         }
     }
     Some(count)
+}
+
+/// The stage grouping for `stages` butterfly stages (see the module doc): radix-4 pairs, then
+/// a radix-2 when the count is odd.
+pub fn radix_groups(stages: u32) -> Vec<u32> {
+    let mut groups = vec![4; (stages / 2) as usize];
+    if stages % 2 == 1 {
+        groups.push(2);
+    }
+    groups
 }
 
 struct Fuser {
@@ -529,6 +557,130 @@ mod tests {
             (0..n).map(|i| 0.17 * i as f64 - 1.1).collect(),
         );
         eval_bits_on(g, &x, 3)
+    }
+
+    #[test]
+    fn radix_groups_are_radix_4_pairs_and_cover_every_stage() {
+        assert_eq!(radix_groups(1), [2]);
+        assert_eq!(radix_groups(2), [4]);
+        assert_eq!(radix_groups(5), [4, 4, 2]);
+        assert_eq!(radix_groups(11), [4, 4, 4, 4, 4, 2]);
+        for stages in 1..=16u32 {
+            let groups = radix_groups(stages);
+            assert_eq!(groups.iter().product::<u32>(), 1 << stages, "{stages}");
+            assert!(groups.iter().rev().skip(1).all(|&r| r == 4), "{groups:?}");
+        }
+    }
+
+    /// `x[3, 32] → butterfly (5 stages) → gelu → butterfly (n = 8 from in = 5: 3 stages)`.
+    fn two_butterflies() -> Graph {
+        let mut g = Graph::new("radix");
+        let x = g.add_input("x", Type::fixed(DType::F32, &[3, 32]));
+        let t1 = param(&mut g, "t1", &[1, 1, 1, 5, 16, 2, 2]);
+        let t2 = param(&mut g, "t2", &[1, 1, 1, 3, 4, 2, 2]);
+        let b1 = op(
+            &mut g,
+            Op::Butterfly {
+                n_in: 32,
+                n_out: 5,
+                stride: StrideOrder::Increasing,
+            },
+            &[x, t1],
+        );
+        let a = op(&mut g, Op::Gelu, &[b1]);
+        let b2 = op(
+            &mut g,
+            Op::Butterfly {
+                n_in: 5,
+                n_out: 8,
+                stride: StrideOrder::Decreasing,
+            },
+            &[a, t2],
+        );
+        g.set_outputs(vec![Output::value("y", b2)]);
+        g
+    }
+
+    #[test]
+    fn butterflies_get_their_stage_grouping_which_round_trips_and_changes_nothing() {
+        let mut g = two_butterflies();
+        let x = bfly_targets::reference::Tensor::f32(
+            vec![3, 32],
+            (0..96).map(|i| 0.03 * i as f64 - 1.4).collect(),
+        );
+        let before = eval_bits_on(&g, &x, 5);
+        fuse_regions(&mut g);
+        let text = print_graph(&g);
+        assert!(
+            text.contains(
+                "butterfly %x, @t1 {in = 32, out = 5, stride = increasing, radix = [4, 4, 2]}"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("radix = [4, 2]}"), "{text}");
+        assert_eq!(verify(&g), Ok(()));
+        assert_eq!(eval_bits_on(&g, &x, 5), before);
+        // print → parse → print keeps the grouping, and the parsed graph computes the same.
+        let file = bfly_grammar::SourceFile::new("radix.bfir", text.clone());
+        let again = bfly_ir::parse::parse_graph(&file).expect("parses back");
+        assert_eq!(print_graph(&again), text);
+        assert_eq!(eval_bits_on(&again, &x, 5), before);
+        // Running the pass again chooses the same grouping.
+        fuse_regions(&mut g);
+        assert_eq!(print_graph(&g), text);
+    }
+
+    #[test]
+    fn a_grouping_must_cover_the_stages_exactly_and_only_on_a_butterfly() {
+        let mut g = two_butterflies();
+        fuse_regions(&mut g);
+        let text = print_graph(&g);
+        let parse = |t: String| {
+            bfly_ir::parse::parse_graph(&bfly_grammar::SourceFile::new("bad.bfir", t))
+                .map(|_| ())
+                .map_err(|d| {
+                    d.iter()
+                        .map(|d| d.message.clone())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+        };
+        let cases = [
+            (
+                "radix = [4, 4, 2]",
+                "radix = [4, 4]",
+                "groups 4 stages, but a butterfly with n = 32 has 5",
+            ),
+            ("radix = [4, 4, 2]", "radix = [4, 4, 4]", "groups 6 stages"),
+            (
+                "radix = [4, 4, 2]",
+                "radix = [4, 3, 2, 2]",
+                "radix 3 is not a power of two",
+            ),
+            (
+                "radix = [4, 4, 2]",
+                "radix = 32",
+                "must be a list of radices",
+            ),
+            (
+                "gelu %0",
+                "gelu %0 {radix = [2]}",
+                "`radix` groups butterfly stages, but this is a `gelu`",
+            ),
+        ];
+        for (from, to, want) in cases {
+            assert!(text.contains(from), "{text}");
+            let err = parse(text.replacen(from, to, 1)).expect_err(to);
+            assert!(err.contains(want), "{to}: {err}");
+        }
+        // The verifier checks a grouping set in memory the same way.
+        let b = g
+            .node_ids()
+            .find(|&id| g.node(id).radix.is_some())
+            .expect("a butterfly");
+        g.set_radix(b, Some(vec![8, 2]));
+        let errs = verify(&g).expect_err("a wrong grouping");
+        assert!(errs[0].message.contains("groups 4 stages"), "{errs:?}");
     }
 
     #[test]

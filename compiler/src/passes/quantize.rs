@@ -17,10 +17,11 @@
 //! | butterfly twiddles (a param or any producer: dib, givens, hadamard, ternary) | `butterfly = fp16` | `cast T to f16`, `cast` back to f32, `butterfly`: the IR records fp16 *storage*; fp16 *arithmetic* (`FMLA .8h` where the CPU has FEAT_FP16, f32 otherwise) is the backend's choice |
 //!
 //! Sites are found in the graph (see [`sites`]): the pass runs after the folds, whatever they
-//! made of the weights. `keep` globs exempt sites by name; `embed` or `head` exempts the tied
-//! head (the `matmul` that reuses `embed.weight`). The embedding table itself (the `embed`
-//! gather) always stays f32; a tied head quantized to int8 therefore adds an int8 copy of the
-//! table (`vocab · d_model` bytes) next to it. A parameter-free Hadamard butterfly without a
+//! made of the weights. `keep` globs exempt sites by name. The embedding table (the `embed`
+//! gather) always stays f32, and with `dense = int8` so does the tied head (the `matmul` that
+//! reuses `embed.weight`): int8 would add an int8 copy of the table (`vocab · d_model` bytes)
+//! rather than save memory, and it is the most sensitive site (see [`TIED_HEAD_REASON`]; the
+//! report prints the reason). `embed` or `head` in `keep` also exempts it from `dense = f16`. A parameter-free Hadamard butterfly without a
 //! bias has no name in the graph: it stays f32 when a `keep` glob names any such site of the
 //! spec. Activation quantization is shared between sites reading the same value (q, k and v
 //! quantize their common input once), and already-quantized sites are skipped, so running the
@@ -30,7 +31,7 @@ mod plan;
 mod rewrite;
 pub mod sites;
 
-pub use plan::{QuantPlan, Scheme};
+pub use plan::{QuantPlan, Scheme, TIED_HEAD_REASON};
 pub use rewrite::{Applied, quantize_graph};
 pub use sites::{QuantSite, SiteKind, find_sites};
 
