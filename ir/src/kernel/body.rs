@@ -137,6 +137,9 @@ pub enum UnOp {
     Log,
     Sqrt,
     Tanh,
+    /// f32 sine and cosine as every backend computes them (`bfly_targets`' Cephes polynomials
+    /// after a three-part π/2 reduction for |x| ≤ 8192, ≤ 1.08·2⁻²³ relative error; libm
+    /// beyond), so the interpreter, Cranelift and the aarch64 backend agree bit for bit.
     Sin,
     Cos,
     /// Round half to even (f32 → f32), as int8 quantization needs.

@@ -9,7 +9,6 @@ use super::lower;
 use super::math::Helpers;
 use crate::aarch64::CpuFeatures;
 use bfly_ir::kernel::{BodyId, KernelProgram};
-use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{AbiParam, Function, Signature, UserFuncName, types};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{Context, isa};
@@ -89,8 +88,7 @@ pub fn aarch64_asm(
                 section,
                 message,
             };
-            ctx.compile(&*isa, &mut ControlPlane::default())
-                .map_err(|e| codegen(format!("{:?}", e.inner)))?;
+            super::compile::codegen(&mut ctx, &*isa).map_err(codegen)?;
             let asm = ctx
                 .compiled_code()
                 .and_then(|c| c.vcode.clone())

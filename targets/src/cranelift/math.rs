@@ -315,7 +315,7 @@ extern "C" fn bfly_jit_cosf(x: f32) -> f32 {
 
 /// [`sin_cos`] in Rust, operation for operation (same constants, same order, no fused
 /// multiply-add), for |x| ≤ [`TRIG_MAX`]; Rust's `f32::sin`/`cos` beyond and for ±inf, NaN.
-pub(super) fn sin_cos_f32(x: f32, cos: bool) -> f32 {
+pub(crate) fn sin_cos_f32(x: f32, cos: bool) -> f32 {
     let ax = x.abs();
     if ax.is_nan() || ax > TRIG_MAX {
         return if cos { x.cos() } else { x.sin() };

@@ -47,6 +47,8 @@ pub mod cross;
 mod f16;
 mod lower;
 mod math;
+/// The one f32 sin/cos every backend uses (the interpreter too): see [`bfly_ir::kernel::UnOp::Sin`].
+pub(crate) use math::sin_cos_f32;
 mod scan;
 mod vectorize;
 

@@ -249,8 +249,9 @@ fn un(op: UnOp, x: Val) -> Option<Val> {
         (UnOp::Log, Val::F(v)) => Val::F(v.ln()),
         (UnOp::Sqrt, Val::F(v)) => Val::F(v.sqrt()),
         (UnOp::Tanh, Val::F(v)) => Val::F(v.tanh()),
-        (UnOp::Sin, Val::F(v)) => Val::F(v.sin()),
-        (UnOp::Cos, Val::F(v)) => Val::F(v.cos()),
+        // The Kernel IR's sin/cos (the JITs' own, bit for bit; see `UnOp::Sin`).
+        (UnOp::Sin, Val::F(v)) => Val::F(crate::cranelift::sin_cos_f32(v, false)),
+        (UnOp::Cos, Val::F(v)) => Val::F(crate::cranelift::sin_cos_f32(v, true)),
         (UnOp::Round, Val::F(v)) => Val::F(v.round_ties_even()),
         (UnOp::ToF32, Val::I(v)) => Val::F(v as f32),
         // Truncates toward zero, saturating; NaN → 0 (Rust's `as`, Cranelift's fcvt_sat).
