@@ -17,90 +17,26 @@
 mod aarch64_common;
 mod lower_common;
 
-use aarch64_common::{expect_micro, features, fuse, golden_programs, run_and_compare};
+use aarch64_common::butterfly::{Epi, Shape, butterfly_case};
+use aarch64_common::{expect_micro, features, golden_programs, run_and_compare};
 use bfly_ir::init::SplitMix64;
 use bfly_ir::kernel::KernelKind;
-use bfly_ir::{Op, StrideOrder, butterfly_width};
 use bfly_targets::aarch64::Aarch64Plan;
 use lower_common::*;
 
-#[derive(Clone, Copy, Debug)]
-enum Epi {
-    None,
-    Add,
-    SiluMul,
-    Gelu,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Shape {
-    n_in: u64,
-    n_out: u64,
-    groups: u64,
-    blocks: u64,
-    inc: bool,
-    bias: bool,
-    epi: Epi,
-}
-
 fn prepare(seed: u64, batch: Option<usize>, t: usize, s: Shape) -> Prepared {
-    let mut c = Case::new(seed, batch, t);
-    let n = butterfly_width(s.n_in);
-    let stacks = s.n_out.div_ceil(n);
-    let stages = u64::from(n.trailing_zeros());
-    let x = c.act(s.groups * s.n_in);
-    let tw = c.param(&[s.groups, stacks, s.blocks, stages, n / 2, 2, 2]);
-    let mut args = vec![x, tw];
-    if s.bias {
-        args.push(c.param(&[s.groups * s.n_out]));
-    }
-    let stride = if s.inc {
-        StrideOrder::Increasing
-    } else {
-        StrideOrder::Decreasing
-    };
-    let op = Op::Butterfly {
-        n_in: s.n_in,
-        n_out: s.n_out,
-        stride,
-    };
-    let y = c.op1(op, &args);
-    let out = match s.epi {
-        Epi::None => y,
-        Epi::Add => {
-            let res = c.act(s.groups * s.n_out);
-            let a = c.op1(Op::Add, &[res, y]);
-            fuse(&mut c, &[y, a]);
-            a
-        }
-        Epi::SiluMul => {
-            let up = c.act(s.groups * s.n_out);
-            let a = c.op1(Op::Silu, &[y]);
-            let m = c.op1(Op::Mul, &[a, up]);
-            fuse(&mut c, &[y, a, m]);
-            m
-        }
-        Epi::Gelu => {
-            let a = c.op1(Op::Gelu, &[y]);
-            fuse(&mut c, &[y, a]);
-            a
-        }
-    };
-    c.out(out);
-    c.prepare()
+    butterfly_case(Case::new(seed, batch, t), s, |c, dims| c.param(dims))
 }
 
 fn tolerance(s: &Shape) -> f64 {
-    let l = s.blocks * u64::from(butterfly_width(s.n_in).trailing_zeros());
-    (4e-6 * l as f64).max(1e-5)
+    (4e-6 * s.stages() as f64).max(1e-5)
 }
 
 /// Asserts the butterfly microkernel (and the expected variant) was selected.
 fn check_selected(p: &Prepared, s: &Shape) {
     let f = features();
     let plan = expect_micro(p, f, "butterfly.f32");
-    let n = butterfly_width(s.n_in);
-    let want = if n >= 8 { "tokens+pairs" } else { "pairs" };
+    let want = if s.n() >= 8 { "tokens+pairs" } else { "pairs" };
     let m = plan
         .micro
         .iter()
@@ -110,7 +46,8 @@ fn check_selected(p: &Prepared, s: &Shape) {
     assert_eq!(
         variant,
         format!("butterfly.f32.{want}"),
-        "variant for n = {n}: {}",
+        "variant for n = {}: {}",
+        s.n(),
         m.micro.name
     );
     assert!(

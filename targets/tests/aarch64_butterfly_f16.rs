@@ -24,41 +24,13 @@
 mod aarch64_common;
 mod lower_common;
 
-use aarch64_common::{expect_micro, features, fuse, run_and_compare};
+use aarch64_common::butterfly::{Epi, Shape, butterfly_case};
+use aarch64_common::{expect_micro, features, run_and_compare};
 use bfly_ir::init::SplitMix64;
-use bfly_ir::{DType, Init, Op, Param, StrideOrder, Type, Value, butterfly_width};
+use bfly_ir::{DType, Init, Param, Type, Value};
 use bfly_targets::aarch64::{Aarch64Plan, CpuFeatures};
 use bfly_targets::reference::Tensor;
 use lower_common::*;
-
-#[derive(Clone, Copy, Debug)]
-enum Epi {
-    None,
-    Add,
-    SiluMul,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Shape {
-    n_in: u64,
-    n_out: u64,
-    groups: u64,
-    blocks: u64,
-    inc: bool,
-    bias: bool,
-    epi: Epi,
-}
-
-impl Shape {
-    fn n(&self) -> u64 {
-        butterfly_width(self.n_in)
-    }
-
-    /// Stages per (group, stack): blocks · log2 n.
-    fn stages(&self) -> u64 {
-        self.blocks * u64::from(self.n().trailing_zeros())
-    }
-}
 
 /// A twiddle param of `dtype` whose values are f16-representable (uniform in
 /// [−1.25, 1.25) rounded to f16), so the f16 and f32 cases of one seed hold the same
@@ -85,48 +57,7 @@ fn twiddles(c: &mut Case, dims: &[u64], dtype: DType) -> Value {
 fn prepare(seed: u64, batch: Option<usize>, t: usize, s: Shape, tw_dtype: DType) -> Prepared {
     let mut c = Case::new(seed, batch, t);
     c.g.set_bound("T", 20);
-    let n = s.n();
-    let stacks = s.n_out.div_ceil(n);
-    let stages = u64::from(n.trailing_zeros());
-    let x = c.act(s.groups * s.n_in);
-    let tw = twiddles(
-        &mut c,
-        &[s.groups, stacks, s.blocks, stages, n / 2, 2, 2],
-        tw_dtype,
-    );
-    let mut args = vec![x, tw];
-    if s.bias {
-        args.push(c.param(&[s.groups * s.n_out]));
-    }
-    let stride = if s.inc {
-        StrideOrder::Increasing
-    } else {
-        StrideOrder::Decreasing
-    };
-    let op = Op::Butterfly {
-        n_in: s.n_in,
-        n_out: s.n_out,
-        stride,
-    };
-    let y = c.op1(op, &args);
-    let out = match s.epi {
-        Epi::None => y,
-        Epi::Add => {
-            let res = c.act(s.groups * s.n_out);
-            let a = c.op1(Op::Add, &[res, y]);
-            fuse(&mut c, &[y, a]);
-            a
-        }
-        Epi::SiluMul => {
-            let up = c.act(s.groups * s.n_out);
-            let a = c.op1(Op::Silu, &[y]);
-            let m = c.op1(Op::Mul, &[a, up]);
-            fuse(&mut c, &[y, a, m]);
-            m
-        }
-    };
-    c.out(out);
-    c.prepare()
+    butterfly_case(c, s, |c, dims| twiddles(c, dims, tw_dtype))
 }
 
 /// f32 arithmetic (f32 and f16w kernels), as `aarch64_butterfly.rs`: each stage rounds

@@ -16,7 +16,9 @@
 mod aarch64_common;
 mod lower_common;
 
-use aarch64_common::{expect_micro, features, golden_programs, prepare_fused, run_and_compare};
+use aarch64_common::{
+    expect_micro, features, golden_programs, matmul, prepare_fused, run_and_compare,
+};
 use bfly_ir::init::SplitMix64;
 use bfly_ir::{Dim, Op, Value};
 use bfly_targets::aarch64::{Aarch64Plan, CpuFeatures};
@@ -72,17 +74,7 @@ struct Shape {
 
 fn build(s: &Shape) -> Prepared {
     let mut c = Case::new(s.seed, s.batch, s.t);
-    let x = c.act(s.groups * s.k);
-    let w = if s.groups == 1 {
-        c.param(&[s.n, s.k])
-    } else {
-        c.param(&[s.groups, s.n, s.k])
-    };
-    let mut args = vec![x, w];
-    if s.bias {
-        args.push(c.param(&[s.groups * s.n]));
-    }
-    let y = c.op1(Op::Matmul, &args);
+    let y = matmul(&mut c, s.groups, s.n, s.k, s.bias);
     let width = s.groups * s.n;
     let mut region = vec![y];
     let mut chain = |c: &mut Case, op: Op, args: &[Value]| {

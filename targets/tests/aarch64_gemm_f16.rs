@@ -21,7 +21,7 @@
 mod aarch64_common;
 mod lower_common;
 
-use aarch64_common::{expect_micro, features, prepare_fused};
+use aarch64_common::{expect_micro, features, matmul, prepare_fused};
 use bfly_ir::DType;
 use bfly_ir::init::SplitMix64;
 use bfly_ir::kernel::KernelKind;
@@ -48,12 +48,7 @@ struct Shape {
 /// The f32 matmul case (weights rounded to f16), optionally with bias and `residual + y`.
 fn build_f32(s: &Shape) -> Prepared {
     let mut c = Case::new(s.seed, s.batch, s.t);
-    let x = c.act(s.groups * s.k);
-    let w = if s.groups == 1 {
-        c.param(&[s.n, s.k])
-    } else {
-        c.param(&[s.groups, s.n, s.k])
-    };
+    let y = matmul(&mut c, s.groups, s.n, s.k, s.bias);
     let data = c.weights.get_mut("p0").expect("the weight is p0");
     let Data::F(v) = &mut data.data else {
         panic!("float weight")
@@ -61,11 +56,6 @@ fn build_f32(s: &Shape) -> Prepared {
     for e in v.iter_mut() {
         *e = half::f16::from_f64(*e).to_f64();
     }
-    let mut args = vec![x, w];
-    if s.bias {
-        args.push(c.param(&[s.groups * s.n]));
-    }
-    let y = c.op1(bfly_ir::Op::Matmul, &args);
     if s.residual {
         let res = c.act(s.groups * s.n);
         let out = c.op1(bfly_ir::Op::Add, &[res, y]);

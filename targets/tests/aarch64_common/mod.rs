@@ -6,6 +6,8 @@
 //! of step inputs, and every golden model lowered in both modes.
 #![allow(dead_code)]
 
+pub mod butterfly;
+
 use crate::lower_common::{Case, Prepared, golden_specs, graph_at};
 use bfly_compiler::Mode;
 use bfly_ir::Value;
@@ -43,6 +45,22 @@ pub fn fuse(c: &mut Case, members: &[Value]) {
     for v in members {
         c.g.set_region(v.node, Some(r));
     }
+}
+
+/// `y = x · wᵀ (+ bias)` on `c`: x of `groups · k` features, w `[n, k]` (or `[groups, n,
+/// k]` when grouped) — the first param of the case, `p0` —, bias of `groups · n`.
+pub fn matmul(c: &mut Case, groups: u64, n: u64, k: u64, bias: bool) -> Value {
+    let x = c.act(groups * k);
+    let w = if groups == 1 {
+        c.param(&[n, k])
+    } else {
+        c.param(&[groups, n, k])
+    };
+    let mut args = vec![x, w];
+    if bias {
+        args.push(c.param(&[groups * n]));
+    }
+    c.op1(bfly_ir::Op::Matmul, &args)
 }
 
 /// Fuses `region` (an op and the elementwise ops after it) when it holds more than the op,
