@@ -15,7 +15,9 @@ fn quant_report_lists_every_site_and_the_model_error() {
         "{out}"
     );
     assert!(
-        out.contains("keep = [\"head\", \"layers.1.attn.o\"] (the spec's quantize section)"),
+        out.contains(
+            "keep = [\"head\", \"layers.1.attn.o\"]  rotate = [\"*.mlp.down\"] (the spec's quantize section)"
+        ),
         "{out}"
     );
     assert!(
@@ -41,6 +43,38 @@ fn quant_report_lists_every_site_and_the_model_error() {
     );
     assert!(out.contains("model: logits relative L2 "), "{out}");
     assert!(out.contains("top-1 agreement "), "{out}");
+}
+
+/// The default `rotate` Hadamard-rotates the input of `mlp.down` (a dense site in
+/// tiny-dense), the other dense sites are plain int8.
+#[test]
+fn quant_report_shows_the_rotated_sites() {
+    let o = bfly(&[
+        "inspect",
+        "golden/specs/tiny-dense.bfly",
+        "--emit",
+        "quant-report",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains("rotate = [\"*.mlp.down\"] (no quantize section in the spec: the defaults)"),
+        "{out}"
+    );
+    let row = |site: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{site} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        row("layers.1.mlp.down").contains("int8 rotated w/ch, x/token"),
+        "{out}"
+    );
+    assert!(
+        row("layers.1.mlp.up").contains("int8 w/channel, x/token"),
+        "{out}"
+    );
 }
 
 #[test]

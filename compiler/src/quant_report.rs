@@ -252,8 +252,9 @@ fn settings_text(plan: &QuantPlan) -> String {
     };
     let keep: Vec<String> = plan.keep.iter().map(|k| format!("{k:?}")).collect();
     format!(
-        "dense = {dense}  butterfly = {butterfly}  keep = [{}]",
-        keep.join(", ")
+        "dense = {dense}  butterfly = {butterfly}  keep = [{}]  rotate = {}",
+        keep.join(", "),
+        plan.rotate.text()
     )
 }
 

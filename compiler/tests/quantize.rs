@@ -3,18 +3,22 @@
 //! IR text round trip of quantized graphs.
 //!
 //! The accuracy tests give each golden spec without a `quantize` section a test-local
-//! `quantize { dense = int8  butterfly = fp16 }`: int8 dense (the tied head stays f32), int8
-//! weight-only monarch, fp16 twiddles. The specs with a section (`mixed`, `tiny-quant`) keep
+//! `quantize { dense = int8  butterfly = fp16 }`: int8 dense (the tied head stays f32; the
+//! `mlp.down` inputs Hadamard-rotated first, the default `rotate`), int8 weight-only monarch,
+//! fp16 twiddles. The specs with a section (`mixed`, `tiny-quant`) keep
 //! theirs, keep list included. Measured twice: at random init (the report's input) and after
 //! a short training run on the reference (see "Trained weights" below).
 
 mod common;
 
 use bfly_compiler::Mode;
-use bfly_compiler::passes::quantize::{QuantPlan, SiteKind, find_sites};
+use bfly_compiler::passes::quantize::{
+    QuantPlan, Rotate, Scheme, SiteKind, find_sites, rotate_graph,
+};
 use bfly_compiler::passes::{pipeline, stage_names};
 use bfly_compiler::quant_report::{
-    Batch, MIN_POSITIONS, Measured, QuantReport, f32_graph, measure_with, quant_report,
+    Batch, MIN_POSITIONS, Measured, QuantReport, f32_graph, measure, measure_with, quant_report,
+    rel_l2,
 };
 use bfly_compiler::{ModelSpec, compile_spec_source, render_diagnostics};
 use bfly_grammar::SourceFile;
@@ -31,26 +35,34 @@ const MIN_TOP1: f64 = 0.99;
 const MAX_LOGITS_REL_L2: f64 = 0.02;
 
 /// Golden models that miss the bounds with random-init weights, each with the ceiling its
-/// measured error must stay under (measured + a little) and the floor for top-1: the misses
-/// are listed, not hidden, and may not get worse. Why they miss (see the README): random-init
-/// logits are nearly uniform, so some positions have a top-1/top-2 gap below the
-/// quantization noise (tiny-dib flips 3 of 256 at a 0.15 % logits error; every flip but
-/// mixed's is at a gap under 4× the RMS logit error, see `DECISIVE_MISSES`); and int8 noise of
-/// ~0.8 % per dense site (the absmax int8 floor for both operands) compounds over the 13–14
-/// int8 sites of tiny-dense and tiny-lora-dense through layers that do nothing useful yet.
-/// Trained, every model meets the bounds (`trained_golden_models_meet_the_bounds`).
-/// `(stem, max logits rel L2, min top-1)`.
+/// measured error must stay under and the floor for top-1: the misses are listed, not hidden,
+/// and may not get worse. Ceilings are the measured value (with the default `rotate =
+/// ["*.mlp.down"]`) plus about 0.1 percentage point of logits error, floors the measured
+/// top-1 minus one position of 256 (0.39 pp), so a regression fails. Why they miss (see the
+/// README): random-init logits are nearly uniform, so some positions have a top-1/top-2 gap
+/// below the quantization noise (tiny-dib flips 3 of 256 at a 0.15 % logits error; every flip
+/// but mixed's is at a gap under 4× the RMS logit error, see `DECISIVE_MISSES`); and int8 noise
+/// of ~0.84 % per dense site (the absmax int8 floor for both operands of near-Gaussian
+/// activations, which a Hadamard rotation does not lower) compounds over the 13–14 int8 sites
+/// of tiny-dense and tiny-lora-dense through layers that do nothing useful yet. Trained, every
+/// model meets the bounds (`trained_golden_models_meet_the_bounds`).
+///
+/// Measured (logits rel L2, top-1), `rotate = false` → default: tiny-dense 3.10 %, 95.31 % →
+/// 2.91 %, 95.70 %; tiny-lora-dense 3.30 %, 93.75 % → 3.02 %, 95.31 %; mixed 2.33 %, 96.53 %
+/// → 1.61 %, 99.31 % (now meets the bounds: no longer listed); tiny-dib 0.15 %, 98.83 % and
+/// tiny-monarch 1.68 %, 98.44 % unchanged (no rotated site). `(stem, max logits rel L2, min
+/// top-1)`.
 const RANDOM_INIT_MISSES: &[(&str, f64, f64)] = &[
-    ("mixed", 0.025, 0.96),
-    ("tiny-dense", 0.033, 0.95),
-    ("tiny-dib", 0.02, 0.985),
-    ("tiny-lora-dense", 0.035, 0.93),
-    ("tiny-monarch", 0.02, 0.98),
+    ("tiny-dense", 0.030, 0.953),
+    ("tiny-dib", 0.0025, 0.984),
+    ("tiny-lora-dense", 0.031, 0.949),
+    ("tiny-monarch", 0.0178, 0.980),
 ];
 
 /// Top-1 agreement on decisive positions (gap > 4× the RMS logit error) is 100 % at random
-/// init for every model but these, `(stem, floor)`: mixed flips 5 of 274.
-const DECISIVE_MISSES: &[(&str, f64)] = &[("mixed", 0.98)];
+/// init for every model but these, `(stem, floor)`: mixed flips 1 of 277 (5 of 274 without
+/// the rotation).
+const DECISIVE_MISSES: &[(&str, f64)] = &[("mixed", 0.995)];
 
 /// `text` with its `quantize { … }` section (if any) replaced by `section`.
 fn with_section(text: &str, section: &str) -> String {
@@ -173,6 +185,123 @@ fn quantized_golden_models_stay_close_to_f32() {
     }
     eprintln!("{table}");
     assert!(failures.is_empty(), "{failures:#?}\n{table}");
+}
+
+/// The online Hadamard rotation alone (no int8) is an identity up to rounding: `(W Hᵀ)(H x)`
+/// against `W x` on every golden model, every int8 dense site rotated (`rotate = true`).
+///
+/// Tolerance: logits relative L2 ≤ 1e-12 and max abs difference ≤ 1e-12 × max |logit|. The
+/// reference interpreter computes in f64, so the only difference is f64 rounding in the
+/// 2 log₂ n extra butterfly stages per site (measured ≤ 3e-15 relative); a wrong `H` (not
+/// orthonormal, or not matched between the two sides) is off by O(1). The models with no
+/// int8 dense site (butterfly and monarch layers only) have nothing to rotate.
+#[test]
+fn rotation_alone_preserves_the_logits() {
+    let mut rotated_models = 0;
+    for (stem, spec, file) in quantized_specs() {
+        let g0 = f32_graph(&spec, &file).unwrap_or_else(|e| panic!("{e}"));
+        let mut plan = QuantPlan::from_spec(&spec).expect("a quantize section");
+        plan.rotate = Rotate::All;
+        let mut g1 = g0.clone();
+        let n = rotate_graph(&mut g1, &plan).unwrap_or_else(|e| panic!("{stem}: {e}"));
+        assert_eq!(verify(&g1), Ok(()), "{stem}");
+        let dense_int8 = find_sites(&g0)
+            .expect("acyclic")
+            .iter()
+            .filter(|s| plan.scheme(s) == Some(Scheme::Int8Dynamic))
+            .count();
+        // Every golden model's dense widths have a power-of-two factor ≥ 2.
+        assert_eq!(n, dense_int8, "{stem}: rotated sites");
+        if n == 0 {
+            continue;
+        }
+        rotated_models += 1;
+        let inputs = inputs_for(&g0, spec.model.vocab.node, 1, 16);
+        let w = weights(&g0, 3);
+        let (a, b) = (eval(&g0, &inputs, &w), eval(&g1, &inputs, &w));
+        let (a, b) = (floats(&a[0]), floats(&b[0]));
+        let l2 = rel_l2(b, a);
+        let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let max_abs = a
+            .iter()
+            .zip(b)
+            .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+        eprintln!("{stem}: {n} sites rotated, logits rel L2 {l2:.2e}, max abs {max_abs:.2e}");
+        assert!(l2 <= 1e-12, "{stem}: rel L2 {l2:e}");
+        assert!(
+            max_abs <= 1e-12 * scale,
+            "{stem}: max abs {max_abs:e} of {scale}"
+        );
+    }
+    assert!(rotated_models >= 4, "{rotated_models}");
+}
+
+/// The reason for the rotation: `mlp.down` reads the heavy-tailed SwiGLU product, whose
+/// per-token int8 error the rotation cuts (tiny-dense at random init, measured 1.46 % →
+/// 0.88 % for `layers.0.mlp.down` alone on the report's 256 positions); the other sites read
+/// near-Gaussian activations and stay at the ≈ 0.84 % absmax floor either way.
+#[test]
+fn rotation_lowers_the_int8_error_of_mlp_down() {
+    let (spec, file) = checked(
+        "tiny-dense.bfly",
+        with_section(&golden_spec("tiny-dense").1.text, SECTION),
+    );
+    let g0 = f32_graph(&spec, &file).unwrap_or_else(|e| panic!("{e}"));
+    let mut batch = Batch::for_spec(&spec);
+    batch.tokens.truncate(4);
+    batch.sequences = 4;
+    let site_error = |rotate: Rotate| {
+        let mut plan = QuantPlan::from_spec(&spec).expect("a quantize section");
+        plan.rotate = rotate;
+        let m = measure(&g0, &plan, &batch, true).unwrap_or_else(|e| panic!("{e}"));
+        let down = m
+            .sites
+            .iter()
+            .find(|s| s.site == "layers.0.mlp.down")
+            .expect("mlp.down is a site")
+            .clone();
+        (down, m.logits_rel_l2)
+    };
+    let (plain, plain_l2) = site_error(Rotate::None);
+    let (rotated, rotated_l2) = site_error(Rotate::Globs(vec!["*.mlp.down".into()]));
+    assert_eq!(plain.scheme, Scheme::Int8Dynamic);
+    assert_eq!(rotated.scheme, Scheme::Int8Rotated);
+    let (rotated_alone, plain_alone) = (
+        rotated.alone.expect("per site"),
+        plain.alone.expect("per site"),
+    );
+    assert!(
+        rotated_alone < 0.75 * plain_alone,
+        "{rotated_alone} vs {plain_alone}"
+    );
+    assert!(rotated_l2 < plain_l2, "{rotated_l2} vs {plain_l2}");
+}
+
+/// `rotate` selects sites by glob; a rotation butterfly is not a site itself (it stays f32:
+/// fp16 twiddles would break the cancellation with the rotated weight), so quantizing twice
+/// changes nothing.
+#[test]
+fn rotate_globs_select_sites_and_rotations_are_not_sites() {
+    let text = with_section(
+        &golden_spec("tiny-dense").1.text,
+        "quantize { dense = int8  butterfly = fp16  rotate = [\"layers.1.mlp.*\"] }",
+    );
+    let (spec, file) = checked("tiny-dense.bfly", text);
+    let g = graph_at(&spec, &file, Mode::Infer, Some("quantize"));
+    let rotations = count(&g, |o| matches!(o, Op::Butterfly { .. }));
+    // The rotated sites: layers.1.mlp.{gate, up} share one input rotation; down has its own;
+    // plus one weight rotation each.
+    assert_eq!(rotations, 2 + 3, "{}", print_graph(&g));
+    assert_eq!(count(&g, |o| matches!(o, Op::HadamardTwiddles { .. })), 2);
+    for site in find_sites(&g).expect("acyclic") {
+        assert_eq!(site.kind, SiteKind::TiedHead, "{site:?}");
+    }
+    let mut again = g.clone();
+    let plan = QuantPlan::from_spec(&spec).expect("a quantize section");
+    let applied = bfly_compiler::passes::quantize::quantize_graph(&mut again, &plan, &|_, _| true)
+        .expect("quantize");
+    assert!(applied.is_empty(), "{applied:?}");
+    assert_eq!(print_graph(&again), print_graph(&g));
 }
 
 #[test]
@@ -371,12 +500,16 @@ fn train(
     (w, first, last)
 }
 
-/// Trains `stem` and measures its quantization on 256 held-out positions of the same stream.
-fn measure_trained(stem: &str, steps: usize) -> (Measured, f64, f64) {
+/// Trains `stem` and measures its quantization on 256 held-out positions of the same stream,
+/// with the spec's `rotate` setting or `rotate` when given.
+fn measure_trained(stem: &str, steps: usize, rotate: Option<&Rotate>) -> (Measured, f64, f64) {
     let (spec, file) = trainable_spec(stem);
     let (w, first, last) = train(&spec, &file, steps);
     let g0 = f32_graph(&spec, &file).unwrap_or_else(|e| panic!("{e}"));
-    let plan = QuantPlan::from_spec(&spec).expect("a quantize section");
+    let mut plan = QuantPlan::from_spec(&spec).expect("a quantize section");
+    if let Some(r) = rotate {
+        plan.rotate = r.clone();
+    }
     let sequences = MIN_POSITIONS / TRAIN_SEQ;
     let vocab = spec.model.vocab.node;
     let batch = Batch {
@@ -411,11 +544,11 @@ const SLOW_TO_TRAIN: &[&str] = &["wide-2048"];
 /// Trains and measures `stems`; returns the table and the bound violations. A model that did
 /// not train (its loss did not fall below half its start) is a violation too: the measurement
 /// would then be a random-init one in disguise.
-fn trained_check(stems: &[String]) -> (String, Vec<String>) {
+fn trained_check(stems: &[String], rotate: Option<&Rotate>) -> (String, Vec<String>) {
     let mut table = String::from("model | top-1 agreement | logits rel L2 | training\n");
     let mut failures = Vec::new();
     for stem in stems {
-        let (m, first, last) = measure_trained(stem, TRAIN_STEPS);
+        let (m, first, last) = measure_trained(stem, TRAIN_STEPS, rotate);
         table.push_str(&trained_row(stem, &m, first, last, TRAIN_STEPS));
         let top1 = m.top1.agree as f64 / MIN_POSITIONS as f64;
         // NaN losses count as not trained.
@@ -450,7 +583,7 @@ fn trained_golden_models_meet_the_bounds() {
         .filter(|s| !SLOW_TO_TRAIN.contains(&s.as_str()))
         .collect();
     assert!(stems.len() >= 8, "{stems:?}");
-    let (table, failures) = trained_check(&stems);
+    let (table, failures) = trained_check(&stems, None);
     eprintln!("{table}");
     assert!(failures.is_empty(), "{failures:#?}\n{table}");
 }
@@ -460,7 +593,16 @@ fn trained_golden_models_meet_the_bounds() {
 #[test]
 #[ignore = "trains wide-2048 (~35 s in debug); run for the README table"]
 fn trained_table_of_every_golden_model() {
-    let (table, failures) = trained_check(&golden_stems());
+    let (table, failures) = trained_check(&golden_stems(), None);
     eprintln!("{table}");
     assert!(failures.is_empty(), "{failures:#?}\n{table}");
+}
+
+/// The same table with `rotate = false`, for comparison (bounds not enforced):
+/// `cargo test -p bfly-compiler --test quantize -- --ignored --nocapture trained_table`.
+#[test]
+#[ignore = "trains wide-2048 (~35 s in debug); run for the README table"]
+fn trained_table_without_rotation() {
+    let (table, failures) = trained_check(&golden_stems(), Some(&Rotate::None));
+    eprintln!("rotate = false\n{table}{failures:#?}");
 }

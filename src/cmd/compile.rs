@@ -66,6 +66,7 @@ fn quant_override(spec: &Option<QuantizeConfig>, q: QuantArg) -> Option<Quantize
         dense: Spanned::new(dense, Span::default()),
         butterfly: Spanned::new(butterfly, Span::default()),
         keep,
+        rotate: spec.as_ref().and_then(|s| s.rotate.clone()),
     })
 }
 

@@ -283,6 +283,22 @@ pub struct QuantizeConfig {
     pub butterfly: Spanned<TwiddleQuant>,
     /// Tensors left in f32: globs over the sites and `embed`.
     pub keep: Vec<Spanned<String>>,
+    /// Int8 dense sites whose input gets an online Hadamard rotation (`rotate`); `None`
+    /// when the section does not say (the pass's default, `DEFAULT_ROTATE`).
+    pub rotate: Option<RotateSites>,
+}
+
+/// `rotate = true | false | [globs]`: which int8 dense sites rotate their input by a
+/// Walsh–Hadamard transform before the per-token quantization (the weight is rotated to
+/// match at weight time, so the f32 product is unchanged).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RotateSites {
+    /// Every int8 dense site (`true`).
+    All,
+    /// None (`false`).
+    None,
+    /// The sites matching one of the globs.
+    Globs(Vec<Spanned<String>>),
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use bfly_ir::{DType, Dim, Graph, IrError, Loc, NodeId, Op, Value};
 
 use super::plan::{QuantPlan, Scheme};
+use super::rotate::{Rotator, site_block};
 use super::sites::{QuantSite, find_sites};
 
 /// One site the pass rewrote.
@@ -34,15 +35,19 @@ pub fn quantize_graph(
         int8: HashMap::new(),
         dequantized: HashMap::new(),
         f16: HashMap::new(),
+        rotator: Rotator::default(),
         replaced: Vec::new(),
     };
     let mut applied = Vec::new();
     for (i, site) in sites.into_iter().enumerate() {
-        let Some(scheme) = plan.scheme(&site) else {
+        let Some(mut scheme) = plan.scheme(&site) else {
             continue;
         };
         if !select(i, &site) {
             continue;
+        }
+        if scheme == Scheme::Int8Dynamic && plan.rotates(&site) && rw.rotatable(&site) {
+            scheme = Scheme::Int8Rotated;
         }
         let output = rw.apply(&site, scheme)?;
         applied.push(Applied {
@@ -69,12 +74,49 @@ struct Rewriter<'g> {
     dequantized: HashMap<Value, Value>,
     /// `w` → `cast(cast(w, f16), f32)`.
     f16: HashMap<Value, Value>,
+    rotator: Rotator,
     replaced: Vec<NodeId>,
+}
+
+/// Rotates the input of every int8 dense site that `plan.rotate` selects, *without*
+/// quantizing: `matmul x, W [, b]` → `matmul (H x), (W Hᵀ) [, b]`. The f32 function is
+/// unchanged up to rounding; this is the rotation half of [`Scheme::Int8Rotated`], for
+/// checking exactly that. Returns how many sites were rotated.
+pub fn rotate_graph(g: &mut Graph, plan: &QuantPlan) -> Result<usize, IrError> {
+    let sites = find_sites(g).ok_or_else(|| IrError::new("the graph has a cycle"))?;
+    let mut rotator = Rotator::default();
+    let mut replaced = Vec::new();
+    for site in sites {
+        if plan.scheme(&site) != Some(Scheme::Int8Dynamic) || !plan.rotates(&site) {
+            continue;
+        }
+        let ops = g.operands(site.node).to_vec();
+        let Some(n) = ops.get(1).and_then(|&w| site_block(g, w)) else {
+            continue;
+        };
+        let mut new_ops = ops.clone();
+        new_ops[0] = rotator.activation(g, ops[0], n, site.loc)?;
+        new_ops[1] = rotator.weight(g, ops[1], n, site.loc)?;
+        let y = g.add1(Op::Matmul, &new_ops, site.loc)?;
+        g.replace_uses(Value::first(site.node), y);
+        replaced.push(site.node);
+    }
+    let count = replaced.len();
+    for id in replaced {
+        g.remove_node(id);
+    }
+    Ok(count)
 }
 
 impl Rewriter<'_> {
     fn op(&mut self, op: Op, operands: &[Value], loc: Option<Loc>) -> Result<Value, IrError> {
         self.g.add1(op, operands, loc)
+    }
+
+    /// Can `site` (a dense site) be rotated: does its input width have a power-of-two factor?
+    fn rotatable(&self, site: &QuantSite) -> bool {
+        let ops = self.g.operands(site.node);
+        ops.get(1).and_then(|&w| site_block(self.g, w)).is_some()
     }
 
     fn apply(&mut self, site: &QuantSite, scheme: Scheme) -> Result<Value, IrError> {
@@ -85,13 +127,19 @@ impl Rewriter<'_> {
             .split_first()
             .ok_or_else(|| IrError::new(format!("site {id} has no operands")))?;
         let output = match scheme {
-            Scheme::Int8Dynamic => {
-                let (w, bias) = match rest {
-                    [w] => (*w, None),
-                    [w, b] => (*w, Some(*b)),
+            Scheme::Int8Dynamic | Scheme::Int8Rotated => {
+                let (mut x, mut w, bias) = match rest {
+                    [w] => (*x, *w, None),
+                    [w, b] => (*x, *w, Some(*b)),
                     _ => return Err(IrError::new(format!("matmul {id} has a wrong arity"))),
                 };
-                self.dense_int8(*x, w, bias, loc)?
+                if scheme == Scheme::Int8Rotated {
+                    let n = site_block(self.g, w)
+                        .ok_or_else(|| IrError::new(format!("site {id} cannot be rotated")))?;
+                    x = self.rotator.activation(self.g, x, n, loc)?;
+                    w = self.rotator.weight(self.g, w, n, loc)?;
+                }
+                self.dense_int8(x, w, bias, loc)?
             }
             Scheme::Int8WeightOnly | Scheme::F16Weights | Scheme::Fp16Twiddles => {
                 // Which operands are weights: matmul/butterfly slot 1, monarch slots 1 and 2.

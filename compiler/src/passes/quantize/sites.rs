@@ -130,7 +130,7 @@ pub fn find_sites(g: &Graph) -> Option<Vec<QuantSite>> {
                 SiteKind::Monarch
             }
             Op::Butterfly { .. } if ops.len() >= 2 => {
-                if already_quantized(g, ops[1]) {
+                if already_quantized(g, ops[1]) || super::rotate::is_rotation(g, id) {
                     continue;
                 }
                 SiteKind::Butterfly {

@@ -58,7 +58,10 @@ fn without_a_quantize_section_the_pass_changes_nothing() {
 
 #[test]
 fn dense_int8_becomes_qmatmul_with_shared_activation_quantization() {
-    let (g0, g1) = quantized("mlp = swiglu(hidden = 16)", "quantize { dense = int8 }");
+    let (g0, g1) = quantized(
+        "mlp = swiglu(hidden = 16)",
+        "quantize { dense = int8  rotate = false }",
+    );
     // q k v o gate up down; the tied head stays f32 (`TIED_HEAD_REASON`).
     assert_eq!(count(&g1, |o| matches!(o, Op::QMatmul)), 7);
     assert_eq!(count(&g1, |o| matches!(o, Op::Matmul)), 1);
@@ -72,6 +75,80 @@ fn dense_int8_becomes_qmatmul_with_shared_activation_quantization() {
     let err = rel_l2(&logits(&g1), &logits(&g0));
     assert!(err > 0.0 && err < 0.02, "{err}");
     round_trips(&g1);
+}
+
+#[test]
+fn rotate_puts_one_hadamard_butterfly_before_each_activation_and_weight_quantize() {
+    let rest = "quantize { dense = int8  rotate = true }";
+    let (g0, g1) = quantized("mlp = swiglu(hidden = 16)", rest);
+    assert_eq!(count(&g1, |o| matches!(o, Op::QMatmul)), 7);
+    // 4 activation rotations (q/k/v share one, gate/up one, o, down) + 7 weight rotations,
+    // over two twiddle nodes (widths 8 and 16).
+    assert_eq!(count(&g1, |o| matches!(o, Op::Butterfly { .. })), 11);
+    assert_eq!(count(&g1, |o| matches!(o, Op::HadamardTwiddles { .. })), 2);
+    let text = print_graph(&g1);
+    assert!(
+        text.contains("butterfly @layers.0.mlp.down.weight, "),
+        "{text}"
+    );
+    // Every site reports the rotated scheme.
+    let (spec, _) = spec("mlp = swiglu(hidden = 16)", rest);
+    let plan = QuantPlan::from_spec(&spec).expect("a section");
+    let mut g = g0.clone();
+    let applied = quantize_graph(&mut g, &plan, &|_, _| true).expect("quantizes");
+    assert_eq!(applied.len(), 7);
+    assert!(applied.iter().all(|a| a.scheme == Scheme::Int8Rotated));
+    let err = rel_l2(&logits(&g1), &logits(&g0));
+    assert!(err > 0.0 && err < 0.02, "{err}");
+    round_trips(&g1);
+}
+
+#[test]
+fn an_odd_input_width_is_not_rotated() {
+    // d_model = 7 has no power-of-two factor: every dense site reading the residual stream
+    // stays `Int8Dynamic`; `mlp.down` (hidden = 16) still rotates.
+    let text = "model m { vocab = 16  d_model = 7  layers = 1  heads = 1  context = 6  \
+                position = none  mlp = gelu(hidden = 16) }\nquantize { dense = int8  rotate = true }\n";
+    let file = SourceFile::new("t.bfly", text);
+    let (spec, _) = compile_spec_source(&file).expect("compiles");
+    let g0 = build_graph(&spec, &file).expect("builds");
+    let plan = QuantPlan::from_spec(&spec).expect("a section");
+    let mut g = g0.clone();
+    let applied = quantize_graph(&mut g, &plan, &|_, _| true).expect("quantizes");
+    let rotated: Vec<String> = applied
+        .iter()
+        .filter(|a| a.scheme == Scheme::Int8Rotated)
+        .map(|a| a.site.display_name())
+        .collect();
+    assert_eq!(rotated, ["layers.0.mlp.down"]);
+    assert_eq!(verify(&g), Ok(()));
+}
+
+#[test]
+fn by_default_only_mlp_down_is_rotated() {
+    let (spec, file) = spec("mlp = swiglu(hidden = 16)", "quantize { }");
+    let g0 = build_graph(&spec, &file).expect("builds");
+    let plan = QuantPlan::from_spec(&spec).expect("a section");
+    assert_eq!(plan.rotate, Rotate::Globs(vec!["*.mlp.down".into()]));
+    let mut g = g0.clone();
+    let applied = quantize_graph(&mut g, &plan, &|_, _| true).expect("quantizes");
+    let rotated: Vec<String> = applied
+        .iter()
+        .filter(|a| a.scheme == Scheme::Int8Rotated)
+        .map(|a| a.site.display_name())
+        .collect();
+    assert_eq!(rotated, ["layers.0.mlp.down"]);
+    for (rest, want) in [
+        ("quantize { rotate = false }", Rotate::None),
+        ("quantize { rotate = true }", Rotate::All),
+        (
+            "quantize { rotate = [\"*.attn.o\"] }",
+            Rotate::Globs(vec!["*.attn.o".into()]),
+        ),
+    ] {
+        let (s, _) = self::spec("mlp = swiglu(hidden = 16)", rest);
+        assert_eq!(QuantPlan::from_spec(&s).expect("a section").rotate, want);
+    }
 }
 
 #[test]
