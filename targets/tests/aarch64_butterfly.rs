@@ -168,3 +168,133 @@ fn golden_models_get_the_microkernel() {
         }
     }
 }
+
+/// The tile comment of the selected butterfly microkernel (it lists the token passes).
+fn selected_tile(p: &Prepared) -> String {
+    let plan = expect_micro(p, features(), "butterfly.f32");
+    plan.micro
+        .iter()
+        .find(|m| m.micro.name.starts_with("butterfly.f32"))
+        .map(|m| m.micro.tile.clone())
+        .expect("selected")
+}
+
+/// The tokens radix-8 pass (three stages fused on two octets of vectors): every width
+/// n = 8..2048, both stride orders, 1–2 blocks, T = 1 (4 rows by a batch of 4) and T > 4,
+/// 1 and 3 threads, with the epilogues. Asserts the pass was planned whenever three
+/// stages remain and n ≥ 16 (stride 1 needs 16 vectors per iteration; n = 8 keeps
+/// radix-4 + radix-2). Same f64-reference tolerance as above: the radix-8 pass does each
+/// stage's arithmetic exactly as the radix-2 pass (FMUL lo·a, then FMLA + hi·b), so it
+/// is bit-identical to the unfused passes.
+#[test]
+fn radix8_codelets() {
+    let mut rng = SplitMix64::new(0x8a8);
+    for log in 3..=11u32 {
+        let n = 1u64 << log;
+        for k in 0..2u64 {
+            let epi =
+                [Epi::None, Epi::Add, Epi::SiluMul, Epi::Gelu][((log as u64 + k) % 4) as usize];
+            let s = Shape {
+                n_in: n - rng.next_u64() % (n / 4),
+                n_out: n / 2 + rng.next_u64() % (2 * n),
+                groups: 1 + u64::from(n <= 64),
+                blocks: 1 + k,
+                inc: (log as u64 + k).is_multiple_of(2),
+                bias: k == 1,
+                epi,
+            };
+            let (batch, t) = if k == 0 {
+                (Some(4), 1)
+            } else {
+                (None, 5 + (log as usize % 4))
+            };
+            let mut c = Case::new(u64::from(log) * 7 + k, batch, t);
+            c.g.set_bound("B", 4);
+            let p = butterfly_case(c, s, |c, dims| c.param(dims));
+            check_selected(&p, &s);
+            let tile = selected_tile(&p);
+            assert_eq!(tile.contains("radix8["), n >= 16, "n = {n}:\n{tile}");
+            for threads in [1, 3] {
+                run_and_compare(&p, features(), threads, tolerance(&s));
+            }
+        }
+    }
+}
+
+/// Sets the stage grouping of every butterfly layer kernel of `p` (the descriptor's
+/// `radix`, as the graph's `radix` attribute would).
+fn set_radix(p: &mut Prepared, radix: &[u32]) {
+    let mut set = 0;
+    for k in &mut p.program.kernels {
+        if let KernelKind::Butterfly(d) = &mut k.kind
+            && d.layout == "pairs-in-lanes"
+        {
+            d.radix = radix.to_vec();
+            assert!(k.kind.to_string().contains(&format!(
+                "radix = [{}]",
+                radix.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            )));
+            set += 1;
+        }
+    }
+    assert_eq!(set, 1);
+}
+
+/// The descriptor's grouping drives the tokens passes (n = 128, 2 blocks: strides
+/// 1..64 then 64..1): each group becomes one pass, results within the usual tolerance
+/// on 1 and 3 threads; a grouping that does not cover a block is declined, never
+/// silently replaced.
+#[test]
+fn descriptor_grouping_drives_the_token_passes() {
+    let s = Shape {
+        n_in: 128,
+        n_out: 128,
+        groups: 1,
+        blocks: 2,
+        inc: true,
+        bias: false,
+        epi: Epi::Add,
+    };
+    let cases: [(&[u32], &str); 4] = [
+        (
+            &[8, 8, 2],
+            "radix8[1,2,4] radix8[8,16,32] radix2[64] radix8[64,32,16] radix8[8,4,2] radix2[1]",
+        ),
+        (
+            &[2, 8, 8],
+            "radix2[1] radix8[2,4,8] radix8[16,32,64] radix2[64] radix8[32,16,8] radix8[4,2,1]",
+        ),
+        (
+            &[4, 4, 4, 2],
+            "radix4[1,2] radix4[4,8] radix4[16,32] radix2[64] radix4[64,32] radix4[16,8] \
+             radix4[4,2] radix2[1]",
+        ),
+        (
+            &[],
+            "radix8[1,2,4] radix8[8,16,32] radix2[64] radix8[64,32,16] radix8[8,4,2] radix2[1]",
+        ),
+    ];
+    for (k, (radix, passes)) in cases.into_iter().enumerate() {
+        let mut p = prepare(90 + k as u64, None, 6, s);
+        if !radix.is_empty() {
+            set_radix(&mut p, radix);
+        }
+        check_selected(&p, &s);
+        let tile = selected_tile(&p);
+        assert!(
+            tile.contains(&format!("passes {passes}\n")),
+            "{radix:?}:\n{tile}"
+        );
+        for threads in [1, 3] {
+            run_and_compare(&p, features(), threads, tolerance(&s));
+        }
+    }
+    let mut p = prepare(99, None, 6, s);
+    set_radix(&mut p, &[8, 8]);
+    let plan = Aarch64Plan::emit(&p.program, features());
+    assert!(
+        plan.fallback_report().contains("stage grouping"),
+        "{}",
+        plan.fallback_report()
+    );
+}

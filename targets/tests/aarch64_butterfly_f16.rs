@@ -339,3 +339,65 @@ fn golden_f16_twiddle_sections_get_the_f16_variants() {
     assert!(seen > 0, "no golden butterfly section has f16 twiddles");
     eprintln!("{seen} f16-twiddle butterfly sections checked");
 }
+
+/// The tile comment of the butterfly microkernel selected with `f` (it lists the passes).
+fn selected_tile(p: &Prepared, f: CpuFeatures, prefix: &str) -> String {
+    let plan = expect_micro(p, f, prefix);
+    plan.micro
+        .iter()
+        .find(|m| m.micro.name.starts_with(prefix))
+        .map(|m| m.micro.tile.clone())
+        .expect("selected")
+}
+
+/// The tokens radix-8 pass (three stages fused) in `.8h` (f16) and f16w lanes: every
+/// width n = 8..2048, both stride orders, 1–2 blocks, T = 1 (8 rows by a batch of 8) and
+/// T > 4 (8-row blocks plus 4-row and single leftovers), 1..3 threads, with epilogues.
+/// Asserts the pass was planned whenever n ≥ 16 (n = 8 keeps radix-4 + radix-2), then
+/// the checks of [`run`]: f16w bit-identical to the f32 kernel, f16 within
+/// [`f16_tolerance`]. The radix-8 pass does each stage's FMUL/FMLA exactly as the
+/// radix-2 pass, so the f32 standard (bit-identity of f16w vs f32) carries over.
+#[test]
+fn radix8_codelets() {
+    for log in 3..=11u32 {
+        let n = 1u64 << log;
+        for k in 0..2u64 {
+            let s = Shape {
+                n_in: n,
+                n_out: if k == 0 { n } else { n / 2 + 3 },
+                groups: 1,
+                blocks: 1 + k,
+                inc: (log as u64 + k).is_multiple_of(2),
+                bias: k == 1,
+                epi: if k == 1 { Epi::SiluMul } else { Epi::None },
+            };
+            let (batch, t) = if k == 0 { (Some(8), 1) } else { (None, 13) };
+            let seed = u64::from(log) * 11 + k;
+            let mut c = Case::new(seed, batch, t);
+            c.g.set_bound("T", 20);
+            c.g.set_bound("B", 8);
+            let p16 = butterfly_case(c, s, |c, dims| twiddles(c, dims, DType::F16));
+            check_selection(&p16, &s);
+            let with = CpuFeatures {
+                fp16: true,
+                ..features()
+            };
+            for (f, prefix) in [
+                (with, "butterfly.f16."),
+                (without_fp16(with), "butterfly.f16w"),
+            ] {
+                let tile = selected_tile(&p16, f, prefix);
+                assert_eq!(tile.contains("radix8["), n >= 16, "n = {n} {f}:\n{tile}");
+            }
+            if batch.is_none() {
+                check_f16w(seed, batch, t, s, &p16);
+            } else {
+                let f = without_fp16(features());
+                for threads in [1, 3] {
+                    run_and_compare(&p16, f, threads, f32_tolerance(&s));
+                }
+            }
+            check_f16(&p16, &s);
+        }
+    }
+}

@@ -106,6 +106,7 @@ proptest! {
             results: results.iter().map(|&i| pool[i].clone()).collect(),
             mode: if train { LowerMode::Training } else { LowerMode::Inference { context: 16 } },
             name: "%0".into(),
+            radix: Vec::new(),
         };
         let _ = lower_op(&site);
     }

@@ -298,6 +298,7 @@ fn check(op: &Op, args: &[Arg], syms: Syms, seed: u64) {
         results: outs.iter().map(|&v| g.value_type(v).clone()).collect(),
         mode: LowerMode::Training,
         name: "%case".into(),
+        radix: Vec::new(),
     };
     let low = lower_grad(&site).unwrap_or_else(|e| panic!("{what}: lowering failed: {e}"));
     let program = assemble(&site, &low, None);
@@ -557,6 +558,7 @@ fn check_optimizer(op: &Op, dims: &[u64], step: f64, seed: u64) {
         results: outs.iter().map(|&v| g.value_type(v).clone()).collect(),
         mode: LowerMode::Training,
         name: "%opt".into(),
+        radix: Vec::new(),
     };
     let low = lower_grad(&site).unwrap();
     let compare = |got: &[Tensor], how: &str| {
@@ -875,6 +877,7 @@ fn malformed_sites_are_errors() {
             results,
             mode: LowerMode::Training,
             name: "%bad".into(),
+            radix: Vec::new(),
         };
         lower_grad(&site).map(|_| ()).unwrap_err().message
     };

@@ -112,6 +112,11 @@ pub struct ButterflyDesc {
     pub dtype: DType,
     /// How the body walks the data (`pairs-in-lanes`, `tokens-in-lanes`).
     pub layout: String,
+    /// The stage grouping of every block, in stage order (the graph's `radix` attribute,
+    /// `Node::radix`): `[8, 4]` fuses stages 0–2 as a radix-8 pass and 3–4 as a radix-4
+    /// pass; the product is `n`. Empty: the backend picks its own grouping. Printed as
+    /// `radix = [...]` when set.
+    pub radix: Vec<u32>,
     pub epilogue: Vec<String>,
 }
 
@@ -210,6 +215,10 @@ impl fmt::Display for KernelKind {
                     "butterfly{{n = {}, stages = {}, blocks = {}, stacks = {}, groups = {}, {}, {}",
                     b.n, b.stages, b.blocks, b.stacks, b.groups, b.dtype, b.layout
                 )?;
+                if !b.radix.is_empty() {
+                    let r: Vec<String> = b.radix.iter().map(u32::to_string).collect();
+                    write!(f, ", radix = [{}]", r.join(", "))?;
+                }
                 epi(f, &b.epilogue)?;
                 f.write_str("}")
             }

@@ -160,6 +160,7 @@ pub fn lower(
         groups: ts.groups,
         dtype: tw.dtype,
         layout: "pairs-in-lanes".into(),
+        radix: site.radix.clone(),
         epilogue: names,
     };
     Ok(OpLowering {

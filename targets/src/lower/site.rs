@@ -30,6 +30,9 @@ pub struct OpSite<'a> {
     pub mode: LowerMode,
     /// A readable name for the node (`%24`), used in kernel and state names.
     pub name: String,
+    /// A butterfly's stage grouping from the graph (`Node::radix`, chosen by the fuse pass);
+    /// empty when the node has none (the backend then chooses).
+    pub radix: Vec<u32>,
 }
 
 /// What a body param is bound to.

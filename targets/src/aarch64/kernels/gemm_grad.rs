@@ -95,6 +95,7 @@ fn select(ctx: &SectionCtx, desc: &GemmDesc) -> Result<Selection, String> {
         results,
         mode: LowerMode::Training,
         name: "%gemm_grad".into(),
+        radix: Vec::new(),
     };
     let lowered = lower_op(&site).map_err(|e| format!("rebuilding: {}", e.message))?;
     let [kernel] = &lowered.kernels[..] else {

@@ -133,6 +133,7 @@ impl<'g> Driver<'g> {
             results: node.results.clone(),
             mode: self.mode,
             name: self.names.get(Value::first(id)).to_string(),
+            radix: node.radix.clone().unwrap_or_default(),
         })
     }
 

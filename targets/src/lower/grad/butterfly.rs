@@ -127,6 +127,7 @@ pub fn butterfly(
         groups: geo.groups,
         dtype: x.dtype,
         layout: format!("saved-stages, rows = {}", rows_text(x.leading())),
+        radix: Vec::new(),
         epilogue: if has_bias {
             vec!["bias".into()]
         } else {

@@ -7,6 +7,7 @@
 //! codelets.rs  in-register stages on a tile of q registers (renaming map, TRN/UZP/ZIP)
 //! lanes.rs     pairs in lanes: chunk passes (radix-2^k codelets), radix-4 / radix-2 passes
 //! tokens.rs    tokens in lanes: 4 rows transposed to [n][4], by-element twiddles
+//! tokens_radix8.rs  tokens in lanes: 3 stages fused on 2 octets of vectors
 //! twiddle.rs   f32 or f16 twiddle storage (f16 widened on load for f32 arithmetic)
 //! ```
 //!
@@ -14,6 +15,11 @@
 //! row fits the 16·n-byte stack buffer, n ≥ 8), 4 rows go through tokens-in-lanes; the
 //! rest one by one through pairs-in-lanes. For each row and each (group, stack), exactly
 //! as the body: `work ← x` zero-padded, every stage of every block, then the tail.
+//!
+//! Token passes (the tile comment lists them): the descriptor's stage grouping
+//! (`ButterflyDesc::radix`, one pass per group) when set, else greedy radix-8 (three
+//! stages per load/store, `tokens_radix8.rs`), radix-4, radix-2. A grouping that does not
+//! cover a block is declined. The pairs-in-lanes passes keep their own chunked plan.
 //!
 //! Variants by twiddle dtype (DESIGN §5) — the name says which:
 //! - `butterfly.f32.*`: f32 twiddles.
@@ -32,6 +38,7 @@ mod epilogue;
 mod lanes;
 mod matcher;
 mod tokens;
+mod tokens_radix8;
 mod twiddle;
 
 use super::{Microkernel, SectionCtx, Selection};
@@ -105,7 +112,21 @@ pub fn try_emit(ctx: &SectionCtx) -> Selection {
         _ => TwStore::F32,
     };
     let f16_math = store == TwStore::F16 && ctx.features.fp16;
-    match emit(&m, tail.as_ref(), &desc.epilogue, store, f16_math) {
+    let Ok(n) = u32::try_from(m.geo.n) else {
+        return Selection::Declined(format!("n = {} too large", m.geo.n));
+    };
+    let token_passes = match tokens::plan_grouped(&stage_list(&m), n, &desc.radix) {
+        Ok(p) => p,
+        Err(reason) => return Selection::Declined(format!("stage grouping: {reason}")),
+    };
+    match emit(
+        &m,
+        tail.as_ref(),
+        &desc.epilogue,
+        store,
+        f16_math,
+        token_passes,
+    ) {
         Ok(micro) => Selection::Emitted(micro),
         Err(reason) => Selection::Declined(format!("emission: {reason}")),
     }
@@ -285,10 +306,22 @@ impl Emitter<'_> {
             if math == Math::F16 {
                 tokens::convert_halves(asm, self.n, true);
             }
+            // The hot loop: the first radix-8 pass, else the first radix-4 pass.
+            let has_radix8 = self
+                .token_passes
+                .iter()
+                .any(|p| matches!(p, TokenPass::Radix8(..)));
             for pass in &self.token_passes {
                 match *pass {
-                    TokenPass::Radix4(a, b) => {
+                    TokenPass::Radix8(sts) => {
                         let mark = hot && useful == 0;
+                        let u = tokens_radix8::radix8(asm, sts, self.n, TWS, math, mark);
+                        if mark {
+                            useful = u;
+                        }
+                    }
+                    TokenPass::Radix4(a, b) => {
+                        let mark = hot && useful == 0 && !has_radix8;
                         let u = tokens::radix4(asm, (a, b), self.n, TWS, math, mark);
                         if mark {
                             useful = u;
@@ -349,6 +382,7 @@ fn emit(
     epi_names: &[String],
     store: TwStore,
     f16_math: bool,
+    token_passes: Vec<TokenPass>,
 ) -> Result<Microkernel, String> {
     let n = u32::try_from(m.geo.n).map_err(|_| "n")?;
     let n_in = u32::try_from(m.geo.n_in).map_err(|_| "n_in")?;
@@ -358,7 +392,7 @@ fn emit(
         m,
         tail,
         passes,
-        token_passes: tokens::plan(&stages, n),
+        token_passes,
         n,
         n_in,
         store,
@@ -368,8 +402,9 @@ fn emit(
     let tokens_radix4 = tokens
         && e.token_passes
             .iter()
-            .any(|p| matches!(p, TokenPass::Radix4(..)));
-    // The hot loop: the tokens radix-4 codelet (prefill), else the pairs radix-4 (decode).
+            .any(|p| matches!(p, TokenPass::Radix4(..) | TokenPass::Radix8(..)));
+    // The hot loop: the tokens radix-8 / radix-4 codelet (prefill), else the pairs radix-4
+    // (decode).
     let has_radix4 = !tokens_radix4 && e.passes.iter().any(|p| matches!(p, Pass::Radix4(..)));
     let mut asm = Asm::new();
     asm.comment(format!(
@@ -489,6 +524,9 @@ fn tile_comment(
             .token_passes
             .iter()
             .map(|p| match p {
+                TokenPass::Radix8([a, b, c]) => {
+                    format!("radix8[{},{},{}]", name(a), name(b), name(c))
+                }
                 TokenPass::Radix4(a, b) => format!("radix4[{},{}]", name(a), name(b)),
                 TokenPass::Radix2(a) => format!("radix2[{}]", name(a)),
             })
@@ -504,6 +542,12 @@ fn tile_comment(
              twiddles (a,b,c,d per pair kind, lane l = quartet l; strides 1/2: two q loads per coefficient, lanes picked by element), \
              results renamed through v8..v11: 2 stages × 2 kinds × 4 lanes × (2 FMUL + 2 \
              FMLA by element) = 64 per 16 data loads + 16 stores + 16 twiddle loads\n",
+        );
+        t.push_str(
+            "  radix-8: v16..v31 = 2 octets (p, p+s, …, p+7s) × 4 tokens, v0..v7 = twiddles \
+             (a,b,c,d; stride ≥ 4: D loads per pair kind, lane = octet; strides 1/2: q loads \
+             per stage), results renamed through v8..v11: 3 stages × 4 kinds × 2 octets × \
+             (2 FMUL + 2 FMLA by element) = 96 per 16 data loads + 16 stores\n",
         );
         t.push_str("  radix-2: v16..v23 = 4 pairs × 4 tokens, v0..v3 twiddles, v24..v31 results\n");
     }
@@ -526,14 +570,23 @@ fn tile_comment(
         passes.join(" "),
         lanes::chunk_len(e.n)
     ));
-    t.push_str(if tokens_radix4 && tokens8 {
-        "hot loop = the first f16 tokens radix-4 pass (8 tokens per vector)\n"
-    } else if tokens_radix4 {
-        "hot loop = the first tokens radix-4 pass\n"
-    } else if e.passes.iter().any(|p| matches!(p, Pass::Radix4(..))) {
-        "hot loop = the first pairs radix-4 pass\n"
+    let radix = if e
+        .token_passes
+        .iter()
+        .any(|p| matches!(p, TokenPass::Radix8(..)))
+    {
+        "radix-8"
     } else {
-        "no hot loop marked (row too small for a radix-4 loop)\n"
+        "radix-4"
+    };
+    t.push_str(&if tokens_radix4 && tokens8 {
+        format!("hot loop = the first f16 tokens {radix} pass (8 tokens per vector)\n")
+    } else if tokens_radix4 {
+        format!("hot loop = the first tokens {radix} pass\n")
+    } else if e.passes.iter().any(|p| matches!(p, Pass::Radix4(..))) {
+        "hot loop = the first pairs radix-4 pass\n".to_string()
+    } else {
+        "no hot loop marked (row too small for a radix-4 loop)\n".to_string()
     });
     if exp {
         t.push_str("tail: exp by a degree-6 polynomial after 2^k range reduction (≤ 2 ulp)\n");

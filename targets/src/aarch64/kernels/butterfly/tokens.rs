@@ -29,14 +29,20 @@ impl Math {
 
     /// Twiddles of 4 consecutive pair indices from `at` into lanes 0..4 of `v`.
     fn load4(self, asm: &mut Asm, v: V, base: X, at: u32) {
+        self.load(asm, v, base, at, 4);
+    }
+
+    /// Twiddles of `lanes` (1, 2 or 4) consecutive pair indices from `at` into lanes
+    /// 0..lanes of `v` (never reads past the last of them).
+    pub(super) fn load(self, asm: &mut Asm, v: V, base: X, at: u32, lanes: u32) {
         match self {
-            Math::F32(s) => s.load_f32(asm, v, base, at, 4),
-            Math::F16 => TwStore::F16.load_f16x4(asm, v, base, at),
+            Math::F32(s) => s.load_f32(asm, v, base, at, lanes),
+            Math::F16 => TwStore::F16.load_f16(asm, v, base, at, lanes),
         }
     }
 
     /// `d = n·m[lane]`.
-    fn mul(self, asm: &mut Asm, d: V, n: V, m: V, lane: u8) {
+    pub(super) fn mul(self, asm: &mut Asm, d: V, n: V, m: V, lane: u8) {
         match self {
             Math::F32(_) => asm.fmul_4s_lane(d, n, m, lane),
             Math::F16 => asm.fmul_8h_lane(d, n, m, lane),
@@ -44,7 +50,7 @@ impl Math {
     }
 
     /// `d += n·m[lane]`.
-    fn mla(self, asm: &mut Asm, d: V, n: V, m: V, lane: u8) {
+    pub(super) fn mla(self, asm: &mut Asm, d: V, n: V, m: V, lane: u8) {
         match self {
             Math::F32(_) => asm.fmla_4s_lane(d, n, m, lane),
             Math::F16 => asm.fmla_8h_lane(d, n, m, lane),
@@ -57,14 +63,14 @@ pub fn buffer_bytes(n: u32) -> u64 {
     16 * u64::from(n)
 }
 
-const BUF: X = X(13);
-const TW: X = X(14);
-const HI: X = X(15);
-const OUTER: X = X(23);
-const INNER: X = X(24);
+pub(super) const BUF: X = X(13);
+pub(super) const TW: X = X(14);
+pub(super) const HI: X = X(15);
+pub(super) const OUTER: X = X(23);
+pub(super) const INNER: X = X(24);
 
 /// Points `d` at the stack buffer (`sp`).
-fn buffer(asm: &mut Asm, d: X) {
+pub(super) fn buffer(asm: &mut Asm, d: X) {
     asm.add_imm(d, X(31), 0);
 }
 
@@ -219,31 +225,108 @@ pub fn stage(asm: &mut Asm, st: StageRef, n: u32, tw: X, math: Math, hot: bool) 
     16
 }
 
-/// Tokens-layout passes: consecutive stages of strides {s, 2s} fuse into a radix-4 pass,
-/// the others run alone.
+/// Tokens-layout passes: three consecutive stages of strides {s, 2s, 4s} fuse into a
+/// radix-8 pass (`tokens_radix8.rs`), two of strides {s, 2s} into a radix-4 pass, the
+/// others run alone.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum TokenPass {
+    Radix8([StageRef; 3]),
     Radix4(StageRef, StageRef),
     Radix2(StageRef),
 }
 
-/// Strides 1 and 2 fuse only when an iteration's 16 vectors fit in the row (n ≥ 16).
+/// Greedy grouping: radix-8 while ≥ 3 fusable stages remain, then radix-4, then radix-2.
+/// Strides 1 and 2 fuse into radix-4 only when an iteration's 16 vectors fit in the row
+/// (n ≥ 16).
 pub fn plan(stages: &[StageRef], n: u32) -> Vec<TokenPass> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < stages.len() {
-        if let Some(&next) = stages.get(i + 1) {
-            let (a, b) = (stages[i].stride, next.stride);
-            if (a == 2 * b || b == 2 * a) && (a.min(b) >= 4 || n >= 16) {
-                out.push(TokenPass::Radix4(stages[i], next));
-                i += 2;
-                continue;
-            }
+        if let [a, b, c, ..] = stages[i..]
+            && super::tokens_radix8::fusable([a.stride, b.stride, c.stride], n)
+        {
+            out.push(TokenPass::Radix8([a, b, c]));
+            i += 3;
+            continue;
+        }
+        if let Some(p) = radix4_pass(stages, i, n) {
+            out.push(p);
+            i += 2;
+            continue;
         }
         out.push(TokenPass::Radix2(stages[i]));
         i += 1;
     }
     out
+}
+
+/// The passes of a given grouping (`radix`: every block's groups in stage order, product
+/// `n`, see `ButterflyDesc::radix`): a radix-8 group is one radix-8 pass when its strides
+/// fuse (else it is planned greedily as radix-4 + radix-2), a radix-4 group one radix-4
+/// pass (else two radix-2), a radix-2 group one radix-2 pass. An empty `radix` is the
+/// kernel's own choice ([`plan`]); one that does not describe a block of `n` is an error.
+pub fn plan_grouped(stages: &[StageRef], n: u32, radix: &[u32]) -> Result<Vec<TokenPass>, String> {
+    if radix.is_empty() {
+        return Ok(plan(stages, n));
+    }
+    let logs: Vec<usize> = radix
+        .iter()
+        .map(|&r| match r {
+            2 => Ok(1),
+            4 => Ok(2),
+            8 => Ok(3),
+            _ => Err(format!("radix {r} (the kernel has 2, 4 and 8)")),
+        })
+        .collect::<Result<_, _>>()?;
+    let per_block = n.trailing_zeros() as usize;
+    if logs.iter().sum::<usize>() != per_block {
+        return Err(format!(
+            "radix {radix:?} does not cover {per_block} stages per block"
+        ));
+    }
+    let mut out = Vec::new();
+    for block in stages.chunks(per_block) {
+        let mut i = 0;
+        for &len in &logs {
+            let group = &block[i..i + len];
+            i += len;
+            match *group {
+                [a, b, c] if super::tokens_radix8::fusable([a.stride, b.stride, c.stride], n) => {
+                    out.push(TokenPass::Radix8([a, b, c]))
+                }
+                [_, _] => match radix4_pass(group, 0, n) {
+                    Some(p) => out.push(p),
+                    None => out.extend(group.iter().map(|&st| TokenPass::Radix2(st))),
+                },
+                _ => out.extend(plan_no_radix8(group, n)),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Radix-4 then radix-2 passes, greedily.
+fn plan_no_radix8(stages: &[StageRef], n: u32) -> Vec<TokenPass> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < stages.len() {
+        if let Some(p) = radix4_pass(stages, i, n) {
+            out.push(p);
+            i += 2;
+        } else {
+            out.push(TokenPass::Radix2(stages[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The radix-4 pass of stages `i, i+1` when they fuse.
+fn radix4_pass(stages: &[StageRef], i: usize, n: u32) -> Option<TokenPass> {
+    let (first, next) = (stages.get(i)?, stages.get(i + 1)?);
+    let (a, b) = (first.stride, next.stride);
+    ((a == 2 * b || b == 2 * a) && (a.min(b) >= 4 || n >= 16))
+        .then_some(TokenPass::Radix4(*first, *next))
 }
 
 /// Free registers of the radix-4 pass (v8..v11: their low halves are saved by the caller).

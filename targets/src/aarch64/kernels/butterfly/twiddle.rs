@@ -49,12 +49,13 @@ impl TwStore {
         }
     }
 
-    /// `v.h[0..4] = tw[at .. at + 4]` as stored f16 (for by-element `.8h` arithmetic).
-    pub fn load_f16x4(self, asm: &mut Asm, v: V, base: X, at: u32) {
+    /// `v.h[0..lanes] = tw[at .. at + lanes]` as stored f16 (for by-element `.8h`
+    /// arithmetic); `lanes` is 1, 2 or 4.
+    pub fn load_f16(self, asm: &mut Asm, v: V, base: X, at: u32, lanes: u32) {
         if self != TwStore::F16 {
             asm.fail("f16 arithmetic needs f16 twiddles".into());
             return;
         }
-        asm.ldr(Width::D, v, base, self.off(at));
+        asm.ldr(self.width(lanes), v, base, self.off(at));
     }
 }

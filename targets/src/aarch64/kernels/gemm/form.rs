@@ -122,6 +122,7 @@ pub fn match_forward(ctx: &SectionCtx, desc: &GemmDesc) -> Result<FwdForm, Strin
         results: vec![with(g * n)],
         mode: LowerMode::Training,
         name: "%gemm".into(),
+        radix: Vec::new(),
     };
     let lowered = lower_op(&site).map_err(|e| format!("rebuilding: {}", e.message))?;
     let [kernel] = &lowered.kernels[..] else {
