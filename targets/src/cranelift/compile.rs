@@ -238,7 +238,8 @@ fn define_all(
         ids.push(body_ids);
     }
 
-    let codes = compile_parallel(module.isa(), &built);
+    let threads = compile_threads(built.len()).map_err(JitError::Setting)?;
+    let codes = compile_parallel(module.isa(), &built, threads);
     let mut code_bytes = 0;
     let mut texts = Vec::with_capacity(built.len());
     for (b, code) in built.into_iter().zip(codes) {
@@ -293,21 +294,40 @@ struct Code {
     relocs: Vec<ModuleReloc>,
 }
 
+/// The environment knob for [`compile_threads`].
+pub const JIT_THREADS_ENV: &str = "BFLY_JIT_THREADS";
+
 /// Threads for Cranelift: `BFLY_JIT_THREADS` if set (1 = compile on the calling thread),
 /// else the machine's parallelism, at most 4 (programs have tens of functions, so more
-/// threads mostly wait on each other's start-up).
-fn compile_threads(functions: usize) -> usize {
+/// threads mostly wait on each other's start-up). A malformed value is an error rather than
+/// silently ignored, so a benchmark that sets it measures what it claims.
+fn compile_threads(functions: usize) -> Result<usize, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let wanted = std::env::var("BFLY_JIT_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(cores.min(4));
-    wanted.min(functions).max(1)
+    let wanted = match std::env::var(JIT_THREADS_ENV) {
+        Err(_) => cores.min(4),
+        Ok(v) => parse_jit_threads(&v)?,
+    };
+    Ok(wanted.min(functions).max(1))
 }
 
-/// Compiles every `built` function on [`compile_threads`] threads, each taking the next
+/// Parses a `BFLY_JIT_THREADS` value: a whole number from 1 to 256.
+fn parse_jit_threads(value: &str) -> Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(n @ 1..=256) => Ok(n),
+        _ => Err(format!(
+            "{JIT_THREADS_ENV}={value:?}: expected a whole number of compile threads from 1 to \
+             256 (or unset it for up to 4)"
+        )),
+    }
+}
+
+/// Compiles every `built` function on `threads` threads ([`compile_threads`]), each taking the next
 /// unclaimed function; results in `built`'s order.
-fn compile_parallel(isa: &dyn isa::TargetIsa, built: &[Built]) -> Vec<Result<Code, String>> {
+fn compile_parallel(
+    isa: &dyn isa::TargetIsa,
+    built: &[Built],
+    threads: usize,
+) -> Vec<Result<Code, String>> {
     let next = AtomicUsize::new(0);
     let worker = || {
         let mut done = Vec::new();
@@ -318,7 +338,6 @@ fn compile_parallel(isa: &dyn isa::TargetIsa, built: &[Built]) -> Vec<Result<Cod
         }
         done
     };
-    let threads = compile_threads(built.len());
     let mut results: Vec<Option<Result<Code, String>>> = (0..built.len()).map(|_| None).collect();
     let parts: Vec<Vec<(usize, Result<Code, String>)>> = if threads == 1 {
         vec![worker()]
@@ -418,5 +437,20 @@ mod tests {
         let mut ctx = Context::for_function(func);
         let err = codegen(&mut ctx, &*isa).expect_err("no aarch64 rule for a vector fcmp ugt");
         assert!(err.contains("Cranelift failed internally"), "{err}");
+    }
+
+    /// `BFLY_JIT_THREADS` takes 1..=256; anything else is reported with the value and the
+    /// accepted range (the parser is tested directly: the environment is process-global).
+    #[test]
+    fn jit_threads_values() {
+        assert_eq!(parse_jit_threads("1"), Ok(1));
+        assert_eq!(parse_jit_threads(" 3 "), Ok(3));
+        for bad in ["0", "-1", "abc", "", "1.5", "257"] {
+            let err = parse_jit_threads(bad).expect_err(bad);
+            assert!(
+                err.contains("BFLY_JIT_THREADS") && err.contains("1 to"),
+                "{err}"
+            );
+        }
     }
 }

@@ -111,6 +111,8 @@ pub enum JitError {
     },
     /// Making the code executable failed.
     Finalize(String),
+    /// A JIT setting from the environment is malformed (e.g. `BFLY_JIT_THREADS=abc`).
+    Setting(String),
 }
 
 impl fmt::Display for JitError {
@@ -128,6 +130,7 @@ impl fmt::Display for JitError {
                 message,
             } => write!(f, "{body} section {section}: cranelift failed: {message}"),
             JitError::Finalize(m) => write!(f, "cranelift: finalizing code failed: {m}"),
+            JitError::Setting(m) => write!(f, "cranelift: {m}"),
         }
     }
 }
