@@ -19,6 +19,23 @@ pub struct Loaded {
     pub spec_seed: Option<u64>,
     /// The artifact, when the input was a `.bfa` (its graph is `graph`).
     pub artifact: Option<bfly_runtime::artifact::Artifact>,
+    /// Reading and checking the input: for an artifact, the mmap plus every validation
+    /// (header, version, graph, shapes, checksums); for a spec, parsing and compiling.
+    pub load_time: std::time::Duration,
+}
+
+impl Loaded {
+    /// `m.bfa (artifact) in 2.1ms` — for the load line of `run` and `bench`.
+    pub fn describe_load(&self) -> String {
+        let kind = if self.artifact.is_some() {
+            "artifact: mmap + validation"
+        } else if self.spec.is_some() {
+            "spec: parse + compile"
+        } else {
+            "graph IR: parse + verify"
+        };
+        format!("{} ({kind}) in {:.1?}", self.file.name, self.load_time)
+    }
 }
 
 /// Is `path` a compiled artifact (by extension, or by its safetensors header naming bfly)?
@@ -28,7 +45,14 @@ fn is_artifact(path: &Path) -> bool {
 
 /// Opens a `.bfa`: the graph is the artifact's (for a train artifact, its training graph).
 fn load_artifact(path: &Path) -> Result<Loaded, String> {
-    let a = bfly_runtime::artifact::Artifact::open(path).map_err(|e| format!("error: {e}"))?;
+    let a = bfly_runtime::artifact::Artifact::open(path).map_err(|e| {
+        let hint = if looks_like_text(path) {
+            "\n  hint: the file is text; a model spec is named *.bfly (an artifact comes from `bfly compile SPEC -o M.bfa`)"
+        } else {
+            ""
+        };
+        format!("error: {e}{hint}")
+    })?;
     let file = SourceFile::new(path.display().to_string(), a.spec_source().to_string());
     Ok(Loaded {
         file,
@@ -37,7 +61,23 @@ fn load_artifact(path: &Path) -> Result<Loaded, String> {
         spec: None,
         spec_seed: None,
         artifact: Some(a),
+        load_time: std::time::Duration::ZERO,
     })
+}
+
+/// Whether the first KiB of `path` is UTF-8 text without NUL bytes (a safetensors header
+/// starts with a binary length).
+fn looks_like_text(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(1024).read_to_end(&mut head));
+    matches!(read, Ok(n) if n > 0)
+        && !head.contains(&0)
+        && match std::str::from_utf8(&head) {
+            Ok(_) => true,
+            // A multi-byte character cut at the 1 KiB boundary is still text.
+            Err(e) => e.error_len().is_none(),
+        }
 }
 
 pub fn color() -> bool {
@@ -54,6 +94,13 @@ fn is_ir_text(path: &Path, text: &str) -> bool {
 }
 
 pub fn load(path: &Path) -> Result<Loaded, String> {
+    let started = std::time::Instant::now();
+    let mut loaded = load_untimed(path)?;
+    loaded.load_time = started.elapsed();
+    Ok(loaded)
+}
+
+fn load_untimed(path: &Path) -> Result<Loaded, String> {
     if is_artifact(path) {
         return load_artifact(path);
     }
@@ -81,6 +128,7 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
             spec: None,
             spec_seed: None,
             artifact: None,
+            load_time: std::time::Duration::ZERO,
         });
     }
     let (spec, graph) = bfly_compiler::compile_spec_source(&file)
@@ -93,5 +141,6 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
         spec_seed: spec.train.as_ref().map(|t| t.seed.node),
         spec: Some(spec),
         artifact: None,
+        load_time: std::time::Duration::ZERO,
     })
 }

@@ -4,18 +4,11 @@
 
 mod common;
 
-use common::{bfly, fails, ok, stderr, stdout};
+use common::{bfly, fails, ok, s, stderr, stdout};
 use std::path::{Path, PathBuf};
 
 fn scratch(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-runtime-{test}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
+    common::scratch("cli-runtime", test)
 }
 
 /// A small training text: repetitive enough that a few steps visibly lower the loss.
@@ -146,6 +139,41 @@ fn training_resumes_bit_exactly_and_writes_its_outputs() {
     let straight = dir.join("straight");
     let log = train(&straight, "6", None);
     assert!(log.contains("step 6"), "{log}");
+    // stderr is not a terminal here: whole progress lines, no carriage returns, all of one
+    // width (the bar does not jump).
+    assert!(!log.contains('\r'), "{log:?}");
+    let widths: Vec<usize> = log
+        .lines()
+        .filter(|l| l.starts_with("step ") && l.contains(" ["))
+        .map(|l| l.chars().count())
+        .collect();
+    assert!(!widths.is_empty(), "{log}");
+    let bar = log
+        .lines()
+        .find(|l| l.starts_with("step "))
+        .expect("progress");
+    for field in ["loss ", "val ", " tok/s", "ETA "] {
+        assert!(bar.contains(field), "{field:?} missing: {bar}");
+    }
+    assert!(log.contains(", validation "), "{log}");
+    assert!(widths.iter().all(|&w| w == widths[0]), "{log}");
+    // Training again into the same folder would replace its checkpoint: refused, file intact.
+    let ckpt_bytes = std::fs::read(straight.join("checkpoint.safetensors")).expect("read");
+    let e = fails(&[
+        "train",
+        "golden/specs/tiny-dense.bfly",
+        "--data",
+        s(&data),
+        "--steps",
+        "1",
+        "-o",
+        s(&straight),
+    ]);
+    assert!(e.contains("holds the checkpoint of an earlier run"), "{e}");
+    assert_eq!(
+        std::fs::read(straight.join("checkpoint.safetensors")).expect("read"),
+        ckpt_bytes
+    );
     for f in ["checkpoint.safetensors", "loss.svg", "model.bfa"] {
         assert!(straight.join(f).exists(), "{f} missing");
     }
@@ -186,8 +214,12 @@ fn training_resumes_bit_exactly_and_writes_its_outputs() {
         "--resume",
         s(&first.join("checkpoint.safetensors")),
     ]);
+    // … naming what differs: params of one model that the other lacks.
+    assert!(e.contains("belongs to another model"), "{e}");
     assert!(
-        e.contains("another model") || e.contains("fingerprint"),
+        e.contains("difference(s)")
+            && e.contains("`embed.weight`: checkpoint shape [")
+            && e.contains("is not in the checkpoint"),
         "{e}"
     );
 }
@@ -309,6 +341,44 @@ fn corrupt_artifacts_fail_with_their_own_error() {
     std::fs::write(&flipped, &b).expect("write");
     let e = fails(&["run", s(&flipped), "--prompt", "x"]);
     assert!(e.contains("checksum"), "{e}");
+    // Wrong version and wrong shapes, by same-length edits of the header text (offsets stay).
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header = String::from_utf8(bytes[8..8 + header_len].to_vec()).expect("utf-8 header");
+    let with_header = |name: &str, from: &str, to: &str| {
+        assert_eq!(from.len(), to.len());
+        assert!(header.contains(from), "{from} not in {header}");
+        let mut out = bytes.clone();
+        let edited = header.replacen(from, to, 1);
+        out[8..8 + header_len].copy_from_slice(edited.as_bytes());
+        let path = dir.join(name);
+        std::fs::write(&path, out).expect("write");
+        path
+    };
+    let old = with_header(
+        "version.bfa",
+        r#""bfly.format_version":"1""#,
+        r#""bfly.format_version":"9""#,
+    );
+    let e = fails(&["run", s(&old), "--prompt", "x"]);
+    assert!(e.contains("artifact format version 9"), "{e}");
+    // The first 2-d shape with unequal dims, transposed: same bytes, wrong shape.
+    let (from, to) = header
+        .match_indices("\"shape\":[")
+        .find_map(|(i, m)| {
+            let rest = &header[i + m.len()..];
+            let dims = &rest[..rest.find(']')?];
+            let (a, b) = dims.split_once(',')?;
+            (a != b && !b.contains(',')).then(|| (format!("{m}{a},{b}]"), format!("{m}{b},{a}]")))
+        })
+        .expect("a non-square matrix");
+    let reshaped = with_header("shape.bfa", &from, &to);
+    let e = fails(&["run", s(&reshaped), "--prompt", "x"]);
+    assert!(e.contains("shape [") && e.contains("but param @"), "{e}");
+    // A spec renamed to .bfa is not an artifact; the message says it is text.
+    let spec = dir.join("spec.bfa");
+    std::fs::copy("golden/specs/tiny-dense.bfly", &spec).expect("copy");
+    let e = fails(&["run", s(&spec), "--prompt", "x"]);
+    assert!(e.contains("the file is text"), "{e}");
 }
 
 #[test]

@@ -17,8 +17,11 @@ use common::golden_spec;
 use safetensors::Dtype;
 use safetensors::tensor::TensorView as StView;
 
+/// A fresh directory for one test (the process id keeps the two QEMU legs of
+/// scripts/test-all.sh, which run the same binaries at once, apart).
 fn scratch(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("artifact-import-{test}"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("artifact-import-{test}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("create scratch dir");
     dir

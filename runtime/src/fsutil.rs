@@ -147,6 +147,43 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    /// A crash after the temp file is written and synced but before the rename (the process
+    /// killed, the power cut): the target still holds the complete old checkpoint, and the
+    /// next save replaces it normally despite the orphaned temp file.
+    #[test]
+    fn crash_between_temp_write_and_rename_keeps_the_old_file() {
+        let dir = scratch_dir("crash");
+        let path = dir.join("checkpoint.safetensors");
+        write_atomic(&path, b"old checkpoint").expect("first save");
+        // The first half of write_atomic_with, then the "crash": no rename, no cleanup.
+        let tmp = temp_path(&path).expect("temp name");
+        write_temp(&tmp, |w| w.write_all(b"new checkpoint, never renamed")).expect("temp");
+        assert_eq!(fs::read(&path).expect("read"), b"old checkpoint");
+        assert_ne!(tmp, path);
+        assert_eq!(
+            tmp.parent(),
+            path.parent(),
+            "same folder, so the rename is atomic"
+        );
+        let orphan = tmp
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            orphan.starts_with(".checkpoint.safetensors.tmp-"),
+            "{orphan}"
+        );
+        // The next save (a fresh temp name) works and leaves the orphan alone.
+        write_atomic(&path, b"next checkpoint").expect("next save");
+        assert_eq!(fs::read(&path).expect("read"), b"next checkpoint");
+        assert_eq!(
+            entries(&dir),
+            [orphan, "checkpoint.safetensors".to_string()]
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn missing_directory_is_an_error() {
         let dir = scratch_dir("nodir");

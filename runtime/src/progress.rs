@@ -1,5 +1,9 @@
 //! The one-line training progress display:
-//! `step 120/500 [=====>     ] loss 2.314  val 2.401  1.8k tok/s  ETA 0:42`.
+//! `step 120/500 [=====>     ] loss  2.314  val  2.401    1.8k tok/s  ETA  0:42`.
+//!
+//! Every field has a fixed width, so the bar keeps its length and position from the first
+//! step to the last, even when the total is an estimate that changes (a run bounded by time)
+//! or the validation loss appears later.
 //!
 //! On a terminal the line redraws in place (`\r`); in a log file (CI, `adb logcat`, `nohup`)
 //! it prints one full line every N steps instead, so logs stay readable and small.
@@ -12,7 +16,7 @@ use std::time::Duration;
 pub enum DrawMode {
     /// Redraw one line in place with `\r`.
     Terminal,
-    /// Append a line at step 1, every `every` steps, and at the last step.
+    /// Append a line at the first step, every `every` steps, and at the end (`finish`).
     Lines { every: u64 },
 }
 
@@ -38,6 +42,8 @@ pub struct ProgressLine {
     elapsed: Duration,
     mode: DrawMode,
     width: usize,
+    /// Digits reserved for the step counts (never shrinks, so the bar does not move).
+    count_width: usize,
     /// Length of the line on screen, so a shorter redraw can blank the rest.
     shown_len: usize,
     last_printed: Option<u64>,
@@ -51,6 +57,14 @@ impl ProgressLine {
     /// from the steps per second so far.
     pub fn set_total(&mut self, total: u64) {
         self.total = total;
+        self.count_width = self.count_width.max(digits(total));
+    }
+
+    /// Reserves `width` digits for the step counts: for a total that is an estimate, so the
+    /// line keeps its layout when the estimate crosses a power of ten.
+    pub fn with_count_width(mut self, width: usize) -> ProgressLine {
+        self.count_width = self.count_width.max(width);
+        self
     }
 
     /// A progress line for `total` steps; the terminal width comes from `$COLUMNS` (shells
@@ -71,6 +85,7 @@ impl ProgressLine {
             mode,
             // One column spare: writing the last column makes some terminals wrap.
             width: width.saturating_sub(1),
+            count_width: digits(total),
             shown_len: 0,
             last_printed: None,
         }
@@ -104,17 +119,20 @@ impl ProgressLine {
     /// The line, at most `width` characters: the bar shrinks first, then disappears, then the
     /// tail is cut.
     pub fn render(&self, width: usize) -> String {
-        let digits = self.total.to_string().len();
-        let head = format!("step {:>digits$}/{}", self.step, self.total);
-        let mut tail = format!("loss {:.3}", self.loss);
-        if let Some(v) = self.val {
-            tail.push_str(&format!("  val {v:.3}"));
-        }
-        tail.push_str(&format!(
-            "  {} tok/s  ETA {}",
+        let w = self
+            .count_width
+            .max(digits(self.step))
+            .max(digits(self.total));
+        let head = format!("step {:>w$}/{:<w$}", self.step, self.total);
+        let val = self
+            .val
+            .map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
+        let tail = format!(
+            "loss {:>6.3}  val {val:>6}  {:>6} tok/s  ETA {:>5}",
+            self.loss,
             rate(self.tokens_per_sec),
             self.eta()
-        ));
+        );
         // " [" + bar + "] " around the bar.
         let fixed = head.len() + tail.len() + 4;
         let line = match width.checked_sub(fixed) {
@@ -147,6 +165,11 @@ impl ProgressLine {
         clock(secs)
     }
 
+    /// Records a validation loss measured after the last `update` (a final validation).
+    pub fn set_val(&mut self, val: f32) {
+        self.val = Some(val);
+    }
+
     /// Shows the current state on `out` (normally stderr), per the `DrawMode`.
     pub fn draw(&mut self, out: &mut impl Write) -> io::Result<()> {
         match self.mode {
@@ -159,9 +182,9 @@ impl ProgressLine {
                 out.flush()
             }
             DrawMode::Lines { every } => {
-                let due = self.step.is_multiple_of(every.max(1))
-                    || self.step >= self.total
-                    || self.last_printed.is_none();
+                // Not `step >= total`: a time-bounded run's estimated total trails the step
+                // near the end, which would print every step; `finish` prints the last one.
+                let due = self.step.is_multiple_of(every.max(1)) || self.last_printed.is_none();
                 if due && self.last_printed != Some(self.step) {
                     self.last_printed = Some(self.step);
                     writeln!(out, "{}", self.render(self.width))?;
@@ -190,6 +213,10 @@ impl ProgressLine {
             }
         }
     }
+}
+
+fn digits(n: u64) -> usize {
+    n.to_string().len()
 }
 
 /// `850`, `1.8k`, `12.3M`; `--` when unknown.
@@ -232,25 +259,25 @@ mod tests {
     #[test]
     fn renders_the_documented_layout() {
         let p = line(120, 500, Some(2.4012));
-        let s = p.render(72);
+        let s = p.render(80);
         assert_eq!(
             s,
-            "step 120/500 [==>          ] loss 2.314  val 2.401  1.8k tok/s  ETA 0:32"
+            "step 120/500 [==>             ] loss  2.314  val  2.401    1.8k tok/s  ETA  0:32"
         );
-        assert_eq!(s.len(), 72);
+        assert_eq!(s.len(), 80);
         let wide = p.render(120);
         assert_eq!(wide.len(), 120);
-        assert!(wide.starts_with("step 120/500 [=") && wide.ends_with("ETA 0:32"));
+        assert!(wide.starts_with("step 120/500 [=") && wide.ends_with("ETA  0:32"));
     }
 
     #[test]
     fn narrow_widths_drop_the_bar_then_cut() {
         let p = line(7, 500, None);
-        assert_eq!(p.render(40), "step   7/500  loss 2.314  1.8k tok/s  ET");
+        assert_eq!(p.render(40), "step   7/500  loss  2.314  val      -   ");
         assert_eq!(p.render(0), "");
-        let full = line(500, 500, None).render(60);
+        let full = line(500, 500, None).render(80);
         assert!(
-            full.contains("[=====") && full.contains("ETA 0:00"),
+            full.contains("[=====") && full.contains("ETA  0:00"),
             "{full}"
         );
     }
@@ -260,13 +287,34 @@ mod tests {
         let mut p = ProgressLine::new(0, DrawMode::Terminal);
         p.update(0, f32::NAN, None, f64::NAN, Duration::ZERO);
         let s = p.render(80);
-        assert!(s.contains("loss NaN") && s.contains("-- tok/s") && s.contains("ETA --:--"));
+        assert!(s.contains("loss    NaN") && s.contains("-- tok/s") && s.contains("ETA --:--"));
         let mut p = ProgressLine::new(10, DrawMode::Terminal);
         p.update(20, 1.0, None, 2.5e6, Duration::from_secs(3600 * 5));
-        assert!(p.render(100).contains("2.5M tok/s  ETA 0:00"));
+        assert!(p.render(100).contains("2.5M tok/s  ETA  0:00"));
         assert_eq!(clock(3.0 * 3600.0 + 7.0 * 60.0 + 9.0), "3:07:09");
         assert_eq!(clock(1e300), clock(u64::MAX as f64));
         assert_eq!(rate(999.4), "999");
+    }
+
+    /// A run bounded by time re-estimates its total every step (978, then 1005 …) and gets
+    /// its first validation loss later: the bar must not move or change length.
+    #[test]
+    fn layout_is_stable_while_the_total_estimate_changes() {
+        let mut p = ProgressLine::new(978, DrawMode::Lines { every: 1 }).with_count_width(6);
+        let mut shapes = Vec::new();
+        for (step, total, val, rate) in [
+            (50, 978, None, 850.0),
+            (100, 1005, Some(2.5), 1830.0),
+            (999, 1000, Some(1.25), 12_345.0),
+            (1000, 1000, Some(1.0), 999_999.0),
+        ] {
+            p.set_total(total);
+            p.update(step, 2.0, val, rate, Duration::from_secs(step));
+            let line = p.render(80);
+            shapes.push((line.len(), line.find('['), line.find(']')));
+        }
+        assert!(shapes.iter().all(|s| *s == shapes[0]), "{shapes:?}");
+        assert_eq!(shapes[0].0, 80);
     }
 
     #[test]
@@ -281,7 +329,7 @@ mod tests {
         let s = String::from_utf8(out).unwrap();
         assert_eq!(s.matches('\r').count(), 3);
         assert_eq!(s.matches('\n').count(), 1);
-        assert!(s.contains("val 2.500"), "the last val is kept");
+        assert!(s.contains("val  2.500"), "the last val is kept");
     }
 
     #[test]
@@ -295,6 +343,10 @@ mod tests {
         p.finish(&mut out).unwrap();
         let s = String::from_utf8(out).unwrap();
         let steps: Vec<&str> = s.lines().map(|l| &l[..10]).collect();
+        assert!(
+            s.lines()
+                .all(|l| l.len() == s.lines().next().map_or(0, str::len))
+        );
         assert_eq!(
             steps,
             ["step  1/25", "step 10/25", "step 20/25", "step 25/25"]

@@ -198,7 +198,11 @@ impl InferenceSession {
         sampler: &mut Sampler,
         mut on_token: impl FnMut(u32),
     ) -> Result<Vec<u32>, String> {
-        if prompt.len() + n > self.context {
+        if prompt
+            .len()
+            .checked_add(n)
+            .is_none_or(|total| total > self.context)
+        {
             return Err(format!(
                 "prompt ({} tokens) + {n} new tokens exceed the model's context of {}; shorten the prompt or lower -n to at most {}",
                 prompt.len(),

@@ -13,7 +13,14 @@ impl ByteTokenizer {
 
     /// Encodes text as bytes; errors name the first byte the vocabulary cannot hold.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
-        text.bytes()
+        self.encode_bytes(text.as_bytes())
+    }
+
+    /// Encodes raw bytes (a prompt read from a file need not be UTF-8).
+    pub fn encode_bytes(&self, bytes: &[u8]) -> Result<Vec<u32>, String> {
+        bytes
+            .iter()
+            .copied()
             .enumerate()
             .map(|(i, b)| {
                 if u32::from(b) < self.vocab {

@@ -26,6 +26,42 @@ pub fn fingerprint(train_graph: &Graph) -> String {
     format!("{:016x}", fnv1a64(print_graph(train_graph).as_bytes()))
 }
 
+/// What differs between a checkpoint's tensors and a training graph's params, one line per
+/// param or tensor, sorted by name. Empty when every param is there with its shape: then the
+/// fingerprints differ only in settings (optimizer, loss, trainable set).
+pub fn checkpoint_differences(train_graph: &Graph, ck: &Checkpoint) -> Vec<String> {
+    let mut lines = BTreeMap::new();
+    for (_, p, ty) in train_graph.params() {
+        match ck.tensors.get(&p.name) {
+            None => {
+                lines.insert(
+                    p.name.clone(),
+                    format!("`{}` ({ty}) is not in the checkpoint", p.name),
+                );
+            }
+            Some(t) if ty.const_dims().as_deref() != Some(t.dims.as_slice()) => {
+                lines.insert(
+                    p.name.clone(),
+                    format!(
+                        "`{}`: checkpoint shape {:?}, this model {ty}",
+                        p.name, t.dims
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    for name in ck.tensors.keys() {
+        if !train_graph.params().any(|(_, p, _)| &p.name == name) {
+            lines.insert(
+                name.clone(),
+                format!("`{name}` is in the checkpoint, not in this model"),
+            );
+        }
+    }
+    lines.into_values().collect()
+}
+
 /// A training run in progress.
 pub struct Trainer {
     train_graph: Graph,

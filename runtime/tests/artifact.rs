@@ -40,9 +40,11 @@ fn small_graph() -> Graph {
     }
 }
 
-/// A fresh directory for one test (tests run in parallel).
+/// A fresh directory for one test (tests run in parallel; the process id keeps the two QEMU
+/// legs of scripts/test-all.sh, which run the same binaries at once, apart).
 fn scratch(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("artifact-{test}"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("artifact-{test}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("create scratch dir");
     dir
@@ -464,6 +466,10 @@ fn bad_tokenizer() {
     for (json, needle) in [
         (r#"{"kind":"bpe","vocab":8}"#, "unknown variant `bpe`"),
         (r#"{"kind":"byte","vocab":0}"#, "the vocabulary is empty"),
+        (
+            r#"{"kind":"byte","vocab":9}"#,
+            "vocab 9, but the graph's logits have 8 columns",
+        ),
         ("not json", "expected"),
     ] {
         let path = small_artifact("tokenizer");
@@ -522,6 +528,36 @@ fn tensor_with_wrong_shape() {
         msg.contains("tensor `embed.weight`: shape [4, 8], but param @embed.weight is f32[8, 4]"),
         "{msg}"
     );
+}
+
+/// A shape whose byte size disagrees with the tensor's data offsets: the error names the
+/// tensor and both sizes (safetensors alone would only say "invalid info").
+#[test]
+fn tensor_whose_size_disagrees_with_its_offsets() {
+    let path = small_artifact("size");
+    edit_header(&path, |h| {
+        h["embed.weight"]["shape"] = serde_json::json!([8, 5])
+    });
+    let e = open_err(&path);
+    assert!(matches!(e, ArtifactError::Malformed { .. }), "{e}");
+    assert!(
+        e.to_string().contains(
+            "tensor `embed.weight`: size mismatch: shape [8, 5] of F32 needs 160 bytes, its data offsets span 128"
+        ),
+        "{e}"
+    );
+}
+
+/// safetensors metadata values are strings: a number where the mode should be is refused as
+/// a malformed file, not misread.
+#[test]
+fn metadata_that_is_not_a_string_map_is_malformed() {
+    let path = small_artifact("meta-type");
+    edit_header(&path, |h| {
+        h["__metadata__"][keys::MODE] = serde_json::json!(3)
+    });
+    let e = open_err(&path);
+    assert!(matches!(e, ArtifactError::Malformed { .. }), "{e}");
 }
 
 #[test]

@@ -42,6 +42,23 @@ pub struct BenchArgs {
     pub train: bool,
 }
 
+/// A line on stdout. Write errors are ignored: `bfly bench M | head` closes the pipe early,
+/// which is not worth a panic (`println!` panics on it).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Text on stdout without a newline, errors ignored like [`out!`].
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn random_tokens(rng: &mut SplitMix64, n: usize, vocab: usize) -> Vec<u32> {
     (0..n)
         .map(|_| rng.below((vocab as u64).min(256)) as u32)
@@ -88,8 +105,14 @@ fn memory_line(engine: &Engine) -> String {
 pub fn run(args: &BenchArgs) -> Result<(), String> {
     if let Some(kind) = &args.layer {
         let table = super::bench_layer::run_layer(kind, args.n, args.tokens, args.threads)
-            .map_err(|e| format!("error: {e}"))?;
-        print!("{table}");
+            .map_err(|e| {
+                if e.starts_with("error:") {
+                    e
+                } else {
+                    format!("error: {e}")
+                }
+            })?;
+        out_raw!("{table}");
         return Ok(());
     }
     let Some(model) = &args.model else {
@@ -99,20 +122,26 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         return bench_train(model, args);
     }
     let loaded = load(model)?;
+    let load_line = loaded.describe_load();
     let seed = loaded.spec_seed.unwrap_or(0);
     let (graph, weights) = super::run::inference_model(loaded, seed)?;
-    let mut session = InferenceSession::new(graph, weights, BackendChoice::Auto, args.threads)
-        .map_err(|e| format!("error: {e}"))?;
-    if args.prompt_len == 0 || args.prompt_len + args.decode > session.context() {
+    // Checked before the JIT runs, so a wrong length fails at once.
+    let context = graph.bound("T").unwrap_or(0);
+    let fits = args
+        .prompt_len
+        .checked_add(args.decode)
+        .is_some_and(|total| total as u64 <= context);
+    if args.prompt_len == 0 || !fits {
         return Err(format!(
-            "error: --prompt-len {} + --decode {} must be between 1 and the context of {}",
-            args.prompt_len,
-            args.decode,
-            session.context()
+            "error: --prompt-len {} + --decode {} must be between 1 and the context of {context}",
+            args.prompt_len, args.decode,
         ));
     }
+    let mut session = InferenceSession::new(graph, weights, BackendChoice::Auto, args.threads)
+        .map_err(|e| format!("error: {e}"))?;
     if let Some(r) = session.load_report() {
-        println!("backend: {}", r.summary());
+        out!("loaded {load_line}");
+        out!("backend: {}", r.summary());
     }
     let vocab = session.vocab();
     let mut rng = SplitMix64::new(1);
@@ -141,14 +170,14 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         }
     }
     let counted = (rounds - 1) as f64;
-    println!(
+    out!(
         "prefill: {:.0} tokens/s ({} tokens in {:.3} ms)",
         args.prompt_len as f64 * counted / prefill_s.max(1e-12),
         args.prompt_len,
         1e3 * prefill_s / counted
     );
     if args.decode > 0 {
-        println!(
+        out!(
             "decode:  {:.0} tokens/s ({:.3} ms per token, KV cache)",
             args.decode as f64 * counted / decode_s.max(1e-12),
             1e3 * decode_s / (counted * args.decode as f64)
@@ -156,9 +185,9 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     }
     if let Some(e) = session.engine_mut() {
         let total: u64 = e.executor().profile().iter().map(|p| p.2).sum();
-        println!("\nper-kernel time (profiled rounds; profiling adds a clock read per kernel):");
-        print!("{}", kernel_table(e, total));
-        println!("\n{}", memory_line(e));
+        out!("\nper-kernel time (profiled rounds; profiling adds a clock read per kernel):");
+        out_raw!("{}", kernel_table(e, total));
+        out!("\n{}", memory_line(e));
     }
     Ok(())
 }
@@ -183,7 +212,7 @@ fn bench_train(model: &std::path::Path, args: &BenchArgs) -> Result<(), String> 
         args.threads,
     )
     .map_err(|e| format!("error: {e}"))?;
-    println!("backend: {}", trainer.load_report().summary());
+    out!("backend: {}", trainer.load_report().summary());
     trainer.step().map_err(|e| format!("error: {e}"))?;
     let steps = args.rounds.max(1) * 4;
     trainer.engine_mut().executor_mut().set_profiling(true);
@@ -193,7 +222,7 @@ fn bench_train(model: &std::path::Path, args: &BenchArgs) -> Result<(), String> 
     }
     let s = t0.elapsed().as_secs_f64();
     let tokens = (trainer.batch() * trainer.seq() * steps) as f64;
-    println!(
+    out!(
         "train: {:.0} tokens/s ({:.2} ms per step of {}×{} tokens)",
         tokens / s,
         1e3 * s / steps as f64,
@@ -202,8 +231,8 @@ fn bench_train(model: &std::path::Path, args: &BenchArgs) -> Result<(), String> 
     );
     let e = trainer.engine_mut();
     let total: u64 = e.executor().profile().iter().map(|p| p.2).sum();
-    println!("\nper-kernel time:");
-    print!("{}", kernel_table(e, total));
-    println!("\n{}", memory_line(e));
+    out!("\nper-kernel time:");
+    out_raw!("{}", kernel_table(e, total));
+    out!("\n{}", memory_line(e));
     Ok(())
 }

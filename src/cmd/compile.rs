@@ -82,7 +82,26 @@ pub fn f32_inference_graph(
         .map_err(|d| bfly_compiler::render_diagnostics(file, &d, color()))
 }
 
+/// The artifact must not replace one of the command's own inputs (`-o` pointing at the spec
+/// or the weights would destroy them).
+fn check_output_is_not_an_input(args: &CompileArgs) -> Result<(), String> {
+    let Ok(out) = args.output.canonicalize() else {
+        return Ok(()); // does not exist yet
+    };
+    let inputs = std::iter::once(&args.spec).chain(args.weights.as_ref());
+    for input in inputs {
+        if input.canonicalize().is_ok_and(|i| i == out) {
+            return Err(format!(
+                "error: -o {} is an input of this command; writing the artifact there would destroy it\n  hint: name the artifact *.bfa, e.g. -o model.bfa",
+                args.output.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: &CompileArgs) -> Result<(), String> {
+    check_output_is_not_an_input(args)?;
     let loaded = load(&args.spec)?;
     let Some(mut spec) = loaded.spec.clone() else {
         return Err(format!(

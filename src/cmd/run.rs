@@ -38,19 +38,26 @@ pub struct RunArgs {
     /// Artifact (*.bfa), model spec (*.bfly) or graph IR text (*.bfir).
     pub model: PathBuf,
     /// Prompt text, encoded as bytes.
-    #[arg(long)]
-    pub prompt: String,
+    #[arg(
+        long,
+        required_unless_present = "prompt_file",
+        conflicts_with = "prompt_file"
+    )]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file, byte for byte (any bytes, not only UTF-8).
+    #[arg(long, value_name = "FILE")]
+    pub prompt_file: Option<PathBuf>,
     /// Number of tokens to generate.
     #[arg(short = 'n', long = "tokens", default_value_t = 16)]
     pub n: usize,
     /// Sampling temperature; 0 = greedy (argmax, lowest id on ties).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub temperature: f32,
     /// Sample only among the k most likely tokens.
     #[arg(long)]
     pub top_k: Option<usize>,
     /// Sample only among the most likely tokens whose probabilities add up to p.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub top_p: Option<f32>,
     /// Seed of the sampler, and of the weight init for specs and IR (default: the spec's
     /// `train.seed`, else 0).
@@ -97,10 +104,83 @@ pub fn inference_model(loaded: Loaded, seed: u64) -> Result<(bfly_ir::Graph, Wei
     }
 }
 
+/// Writes generated text as it appears: every token is flushed at once, so a reader (a
+/// terminal, a pipe into another program) sees it before the next one is computed. Write
+/// errors (a closed pipe) are ignored: generation finishes and the summary still goes to
+/// stderr.
+pub struct TokenStream<W: Write> {
+    out: W,
+}
+
+impl<W: Write> TokenStream<W> {
+    pub fn new(out: W) -> TokenStream<W> {
+        TokenStream { out }
+    }
+
+    /// Text (the prompt, the final newline), flushed.
+    pub fn text(&mut self, text: &str) {
+        let _ = self.out.write_all(text.as_bytes());
+        let _ = self.out.flush();
+    }
+
+    /// One token, in its printable form (control bytes escaped), flushed.
+    pub fn token(&mut self, tok: &ByteTokenizer, id: u32) {
+        self.text(&tok.display(id));
+    }
+}
+
+/// The prompt's bytes: `--prompt` as UTF-8, or `--prompt-file` as is. Empty is an error
+/// (there is nothing to continue).
+fn prompt_bytes(args: &RunArgs) -> Result<Vec<u8>, String> {
+    let bytes = match (&args.prompt, &args.prompt_file) {
+        (_, Some(path)) => std::fs::read(path)
+            .map_err(|e| format!("error: cannot read prompt file {}: {e}", path.display()))?,
+        (Some(text), None) => text.as_bytes().to_vec(),
+        (None, None) => return Err("error: give --prompt TEXT or --prompt-file FILE".into()),
+    };
+    if bytes.is_empty() {
+        return Err(
+            "error: the prompt is empty; give at least one character (the model continues it)"
+                .into(),
+        );
+    }
+    Ok(bytes)
+}
+
+/// The prompt (one token per byte) plus `n` new tokens fit the context: checked before the
+/// JIT runs, so a too-long request fails at once (`generate` checks again).
+fn check_context(graph: &bfly_ir::Graph, prompt_len: usize, n: usize) -> Result<(), String> {
+    let Some(context) = graph.bound("T").and_then(|c| usize::try_from(c).ok()) else {
+        return Ok(()); // InferenceSession::new reports the missing bound
+    };
+    if prompt_len
+        .checked_add(n)
+        .is_none_or(|total| total > context)
+    {
+        return Err(format!(
+            "error: prompt ({prompt_len} tokens) + {n} new tokens exceed the model's context of {context}; shorten the prompt or lower -n to at most {}",
+            context.saturating_sub(prompt_len)
+        ));
+    }
+    Ok(())
+}
+
 pub fn run(args: &RunArgs) -> Result<(), String> {
+    let prompt_bytes = prompt_bytes(args)?;
+    // Sampler options are checked before anything loads (the seed is not known yet).
+    SamplerConfig {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: 0,
+    }
+    .validate()
+    .map_err(|e| format!("error: {e}"))?;
     let loaded = load(&args.model)?;
+    let load_line = loaded.describe_load();
     let seed = args.seed.or(loaded.spec_seed).unwrap_or(0);
     let (graph, mut weights) = inference_model(loaded, seed)?;
+    check_context(&graph, prompt_bytes.len(), args.n)?;
     if let Some(path) = &args.lora {
         let n = bfly_runtime::adapter::apply_adapter(&graph, &mut weights, path)
             .map_err(|e| format!("error: {e}"))?;
@@ -115,25 +195,21 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
     .map_err(|e| format!("error: {e}"))?;
     let mut session = InferenceSession::new(graph, weights, args.backend.choice(), args.threads)
         .map_err(|e| format!("error: {e}"))?;
-    if let Some(r) = session.load_report() {
-        eprintln!("loaded on {}", r.summary());
+    match session.load_report() {
+        Some(r) => eprintln!("loaded {load_line}; JIT backend {}", r.summary()),
+        None => eprintln!("loaded {load_line}; reference interpreter (no JIT)"),
     }
     let tok = ByteTokenizer::new(session.vocab() as u32);
     let prompt = tok
-        .encode(&args.prompt)
+        .encode_bytes(&prompt_bytes)
         .map_err(|e| format!("error: {e}"))?;
-    let mut out = std::io::stdout().lock();
-    let _ = write!(out, "{}", args.prompt);
-    let _ = out.flush();
+    let mut out = TokenStream::new(std::io::stdout().lock());
+    out.text(&String::from_utf8_lossy(&prompt_bytes));
     let started = std::time::Instant::now();
     let generated = session
-        .generate(&prompt, args.n, &mut sampler, |t| {
-            // Stream each token as it is produced; control bytes are shown escaped.
-            let _ = write!(out, "{}", tok.display(t));
-            let _ = out.flush();
-        })
+        .generate(&prompt, args.n, &mut sampler, |t| out.token(&tok, t))
         .map_err(|e| format!("\nerror: {e}"))?;
-    let _ = writeln!(out);
+    out.text("\n");
     let elapsed = started.elapsed();
     let ids: Vec<String> = generated.iter().map(u32::to_string).collect();
     eprintln!(
@@ -145,4 +221,46 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
         ids.join(", ")
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what reached the reader: the bytes written so far at each flush.
+    #[derive(Default)]
+    struct Recorder {
+        buffered: Vec<u8>,
+        flushed: Vec<String>,
+    }
+
+    impl Write for Recorder {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.buffered.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.flushed
+                .push(String::from_utf8_lossy(&self.buffered).into_owned());
+            Ok(())
+        }
+    }
+
+    /// Streaming: every token reaches the reader (is flushed) as soon as it is generated,
+    /// not when the process ends.
+    #[test]
+    fn each_token_is_flushed_as_it_is_generated() {
+        let tok = ByteTokenizer::new(256);
+        let mut rec = Recorder::default();
+        let mut out = TokenStream::new(&mut rec);
+        out.text("Hi");
+        for id in [b' ', b'y', 0x07] {
+            out.token(&tok, u32::from(id));
+        }
+        out.text("\n");
+        assert_eq!(
+            rec.flushed,
+            ["Hi", "Hi ", "Hi y", "Hi y\\x07", "Hi y\\x07\n"]
+        );
+    }
 }

@@ -31,7 +31,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub steps: Option<u64>,
     /// Stop after this many seconds even if --steps is not reached.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub seconds: Option<f64>,
     /// Validate (and record the validation loss) every N steps.
     #[arg(long, default_value_t = 50)]
@@ -50,6 +50,10 @@ pub struct TrainArgs {
     /// run.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Replace the checkpoint of an earlier run in the output folder (without it, training
+    /// into a folder that holds one is refused unless it resumes from that checkpoint).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Seed of the init and of the batch order (default: the spec's `train.seed`, else 0).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -148,6 +152,54 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
+/// A path that exists but is not a folder cannot be the output folder: say so.
+fn check_out_dir(out: &Path) -> Result<(), String> {
+    if out.exists() && !out.is_dir() {
+        return Err(format!(
+            "error: output folder {} is a file, not a folder\n  hint: -o names a folder (it receives checkpoint.safetensors, loss.svg and model.bfa)",
+            out.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Creates the output folder (after [`check_out_dir`]).
+fn prepare_out_dir(out: &Path) -> Result<(), String> {
+    check_out_dir(out)?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| format!("error: cannot create output folder {}: {e}", out.display()))
+}
+
+/// Reads a checkpoint to resume; one from another model is refused with what differs (the
+/// params that are missing, extra or of another shape, or else "the settings").
+fn load_matching_checkpoint(path: &Path, train_graph: &Graph) -> Result<Checkpoint, String> {
+    let ck = Checkpoint::load_any(path).map_err(|e| format!("error: {e}"))?;
+    if ck.fingerprint == train::fingerprint(train_graph) {
+        return Ok(ck);
+    }
+    const SHOWN: usize = 8;
+    let diffs = train::checkpoint_differences(train_graph, &ck);
+    let detail = if diffs.is_empty() {
+        "same params and shapes, but other training settings (optimizer, loss or trainable \
+         params)"
+            .to_string()
+    } else {
+        let mut d = format!("{} difference(s):", diffs.len());
+        for line in diffs.iter().take(SHOWN) {
+            d.push_str(&format!("\n  - {line}"));
+        }
+        if diffs.len() > SHOWN {
+            d.push_str(&format!("\n  - … and {} more", diffs.len() - SHOWN));
+        }
+        d
+    };
+    Err(format!(
+        "error: checkpoint {} belongs to another model than @{}: {detail}\n  hint: resume with the spec (or artifact) it was trained with, or start without --resume",
+        path.display(),
+        train_graph.name
+    ))
+}
+
 fn save_checkpoint(trainer: &Trainer, path: &Path) -> Result<(), String> {
     trainer
         .checkpoint()
@@ -176,8 +228,12 @@ pub fn train_loop(
     corpus: &TextCorpus,
     opts: &LoopOptions,
 ) -> Result<(Trainer, bool), String> {
-    std::fs::create_dir_all(&opts.out)
-        .map_err(|e| format!("error: cannot create {}: {e}", opts.out.display()))?;
+    prepare_out_dir(&opts.out)?;
+    // Read the checkpoint before the JIT runs: a wrong file fails in milliseconds.
+    let resume = match &opts.resume {
+        Some(path) => Some((path, load_matching_checkpoint(path, &setup.train_graph)?)),
+        None => None,
+    };
     let mut trainer = Trainer::new(
         setup.train_graph.clone(),
         setup.eval_graph.clone(),
@@ -188,9 +244,7 @@ pub fn train_loop(
     )
     .map_err(|e| format!("error: {e}"))?;
     eprintln!("training program on {}", trainer.load_report().summary());
-    if let Some(path) = &opts.resume {
-        let ck = Checkpoint::load(path, &train::fingerprint(&setup.train_graph))
-            .map_err(|e| format!("error: {e}"))?;
+    if let Some((path, ck)) = resume {
         trainer
             .restore(&ck, corpus)
             .map_err(|e| format!("error: {}: {e}", path.display()))?;
@@ -199,10 +253,17 @@ pub fn train_loop(
     let ckpt = opts.out.join("checkpoint.safetensors");
     let interrupted = interrupt_flag();
     let tokens_per_step = (trainer.batch() * trainer.seq()) as f64;
-    let mut progress = ProgressLine::new(
-        opts.steps.min(1_000_000),
-        DrawMode::for_stderr(opts.val_every.max(1)),
-    );
+    // A time-bounded run's total is an estimate that changes every step (set below): start
+    // it at 0 and reserve five digits so the bar keeps its place.
+    let mut progress = match opts.seconds {
+        Some(_) => {
+            ProgressLine::new(0, DrawMode::for_stderr(opts.val_every.max(1))).with_count_width(5)
+        }
+        None => ProgressLine::new(
+            opts.steps.min(1_000_000),
+            DrawMode::for_stderr(opts.val_every.max(1)),
+        ),
+    };
     let started = Instant::now();
     let budget = opts.seconds.map(Duration::from_secs_f64);
     let first = trainer.steps_done();
@@ -245,6 +306,15 @@ pub fn train_loop(
             elapsed,
         );
         let _ = progress.draw(&mut stderr);
+    }
+    // A run that stopped between validations (time budget, Ctrl-C) still ends with a
+    // validation loss, so the summary and the plot show where it got to.
+    let unvalidated = trainer.history().last().is_some_and(|p| p.val.is_none());
+    if trainer.steps_done() > first && unvalidated && setup.eval_graph.is_some() {
+        let val = trainer
+            .validate(corpus, opts.val_batches)
+            .map_err(|e| format!("error: {e}"))?;
+        progress.set_val(val);
     }
     let _ = progress.finish(&mut stderr);
     save_checkpoint(&trainer, &ckpt)?;
@@ -310,7 +380,41 @@ pub fn write_outputs(trainer: &Trainer, setup: &TrainSetup, out: &Path) -> Resul
     Ok(())
 }
 
+/// A time budget must be a positive, finite number of seconds.
+pub fn check_seconds(seconds: Option<f64>) -> Result<(), String> {
+    match seconds {
+        Some(s) if !(s.is_finite() && s > 0.0 && s < 1e9) => Err(format!(
+            "error: --seconds must be a positive number of seconds, got {s}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks the options that do not need the model, so mistakes fail before any compilation.
+fn check_args(args: &TrainArgs) -> Result<(), String> {
+    check_seconds(args.seconds)?;
+    check_out_dir(&args.out)?;
+    if args.val_batches == 0 {
+        return Err(
+            "error: --val-batches must be at least 1 (validation loss is the mean over them)"
+                .into(),
+        );
+    }
+    let ckpt = args.out.join("checkpoint.safetensors");
+    let resumes_it =
+        |r: &PathBuf| matches!((r.canonicalize(), ckpt.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if ckpt.exists() && !args.overwrite && !args.resume.as_ref().is_some_and(resumes_it) {
+        return Err(format!(
+            "error: {} holds the checkpoint of an earlier run; training would replace it\n  hint: continue it with --resume {}, pick another -o folder, or pass --overwrite",
+            args.out.display(),
+            ckpt.display()
+        ));
+    }
+    Ok(())
+}
+
 pub fn run(args: &TrainArgs) -> Result<(), String> {
+    check_args(args)?;
     let setup = setup(args)?;
     let corpus =
         TextCorpus::from_file(&args.data, setup.vocab).map_err(|e| format!("error: {e}"))?;

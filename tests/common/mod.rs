@@ -1,6 +1,7 @@
 //! Shared helpers of the CLI tests: run the `bfly` binary and read what it printed.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The `bfly` binary, behind `BFLY_CLI_RUNNER` when set: the QEMU legs of
@@ -49,4 +50,20 @@ pub fn fails(args: &[&str]) -> String {
     let o = bfly(args);
     assert!(!o.status.success(), "bfly {args:?} succeeded");
     stderr(&o)
+}
+
+/// A fresh, empty scratch folder for one test: `{prefix}-{test}-{pid}` under cargo's target
+/// tmp dir. The process id keeps concurrent runs apart (scripts/test-all.sh runs the two QEMU
+/// legs of the same test binaries at the same time).
+pub fn scratch(prefix: &str, test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{prefix}-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// A path as `&str`, for argument lists.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
 }

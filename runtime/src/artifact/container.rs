@@ -53,6 +53,51 @@ fn check_offsets(bytes: &[u8]) -> Result<(), String> {
                 "tensor `{name}` ends at byte {end} of the data section, which has only {data_len}"
             ));
         }
+        check_size(name, &entries[name])?;
     }
     Ok(())
+}
+
+/// The byte size of a safetensors dtype name, for the ones whose size is a whole byte count.
+fn dtype_size(name: &str) -> Option<u64> {
+    Some(match name {
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" => 1,
+        "U16" | "I16" | "F16" | "BF16" => 2,
+        "U32" | "I32" | "F32" => 4,
+        "U64" | "I64" | "F64" => 8,
+        _ => return None,
+    })
+}
+
+/// A tensor's data offsets span exactly dtype size × shape bytes (safetensors only says
+/// "invalid info"; this names the tensor and both sizes). Entries it cannot read are left
+/// for safetensors.
+fn check_size(name: &str, entry: &Value) -> Result<(), String> {
+    let offsets = entry
+        .get("data_offsets")
+        .and_then(Value::as_array)
+        .and_then(|o| Some((o.first()?.as_u64()?, o.get(1)?.as_u64()?)));
+    let dtype = entry.get("dtype").and_then(Value::as_str);
+    let shape: Option<Vec<u64>> = entry
+        .get("shape")
+        .and_then(Value::as_array)
+        .and_then(|dims| dims.iter().map(Value::as_u64).collect());
+    let (Some((start, end)), Some(dtype), Some(shape)) = (offsets, dtype, shape) else {
+        return Ok(());
+    };
+    let Some(size) = dtype_size(dtype) else {
+        return Ok(());
+    };
+    let need = shape.iter().try_fold(size, |acc, &d| acc.checked_mul(d));
+    let span = end.checked_sub(start);
+    match (need, span) {
+        (Some(need), Some(span)) if need == span => Ok(()),
+        (need, Some(span)) => Err(format!(
+            "tensor `{name}`: size mismatch: shape {shape:?} of {dtype} needs {} bytes, its data offsets span {span}",
+            need.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string())
+        )),
+        (_, None) => Err(format!(
+            "tensor `{name}`: data offsets [{start}, {end}] end before they start"
+        )),
+    }
 }

@@ -103,6 +103,13 @@ impl Artifact {
         let tokenizer = meta.tokenizer()?;
         let tensors = meta.tensors(&graph, &header, header_len, &map)?;
         let eval_graph = meta.eval_graph(&tensors)?;
+        let logits_graph = match mode {
+            ArtifactMode::Infer => Some(&graph),
+            ArtifactMode::Train => eval_graph.as_ref(),
+        };
+        if let Some(g) = logits_graph {
+            meta.check_vocab(g, tokenizer)?;
+        }
         meta.check_checksums(&map, &tensors)?;
         Ok(Artifact {
             path: path.to_path_buf(),
@@ -302,6 +309,25 @@ impl<'a> Meta<'a> {
             return Err(bad("the vocabulary is empty".to_string()));
         }
         Ok(desc)
+    }
+
+    /// The tokenizer's vocabulary is the width of the graph's logits (its first output), so
+    /// every token id it produces has a row and every logit a token.
+    fn check_vocab(&self, graph: &Graph, tokenizer: TokenizerDesc) -> Result<(), ArtifactError> {
+        let logits = graph
+            .outputs()
+            .first()
+            .and_then(|o| graph.value_type(o.value).last_const());
+        match logits {
+            Some(v) if v != u64::from(tokenizer.vocab()) => Err(ArtifactError::BadTokenizer {
+                path: self.path.to_path_buf(),
+                reason: format!(
+                    "vocab {}, but the graph's logits have {v} columns",
+                    tokenizer.vocab()
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The tensors, checked against the graph's params, with their byte ranges in the file.

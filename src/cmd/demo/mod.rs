@@ -9,7 +9,6 @@ use bfly_runtime::data::TextCorpus;
 use bfly_runtime::sample::{Sampler, SamplerConfig};
 use bfly_runtime::{BackendChoice, ByteTokenizer};
 use clap::Args;
-use std::io::Write;
 use std::path::PathBuf;
 
 const SPEC: &str = include_str!("demo.bfly");
@@ -26,7 +25,7 @@ const CORPUS: &[&str] = &[
 #[derive(Args)]
 pub struct DemoArgs {
     /// Training time budget in seconds.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true)]
     pub seconds: f64,
     /// Output folder (checkpoint, loss plot, trained model artifact).
     #[arg(short, long, default_value = "bfly-demo")]
@@ -40,6 +39,7 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: &DemoArgs) -> Result<(), String> {
+    super::train::check_seconds(Some(args.seconds))?;
     let file = SourceFile::new("demo.bfly (built in)", SPEC);
     let (spec, _) = bfly_compiler::compile_spec_source(&file)
         .map_err(|d| bfly_compiler::render_diagnostics(&file, &d, false))?;
@@ -102,15 +102,12 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         "\nsample (temperature 0.8, top-k 40, KV cache on {}):",
         session.backend_name()
     );
-    let mut out = std::io::stdout().lock();
-    let _ = write!(out, "{prompt_text}");
+    let mut out = super::run::TokenStream::new(std::io::stdout().lock());
+    out.text(prompt_text);
     session
-        .generate(&prompt, n, &mut sampler, |t| {
-            let _ = write!(out, "{}", tok.display(t));
-            let _ = out.flush();
-        })
+        .generate(&prompt, n, &mut sampler, |t| out.token(&tok, t))
         .map_err(|e| format!("\nerror: {e}"))?;
-    let _ = writeln!(out);
+    out.text("\n");
     let model = args.out.join("model.bfa");
     eprintln!(
         "\nnext:\n  bfly run {m} --prompt \"The \" -n 64 --temperature 0.8\n  bfly inspect {m} --emit kernels     # the kernel program\n  bfly inspect {m} --emit asm --target host   # the machine code the JIT emitted\n  bfly inspect {m} --emit asm --target aarch64+dotprod+fp16   # the NEON code a phone runs\n  open {plot}   # the loss curve",
