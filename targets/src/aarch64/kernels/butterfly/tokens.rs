@@ -4,7 +4,7 @@
 //! vectors with each twiddle a by-element scalar (`FMUL`/`FMLA v.s[l]`): one q load of
 //! twiddles serves four pairs of four tokens. Transposed back at the end.
 
-use crate::aarch64::emit::{Asm, Cond, V, Width, X};
+use crate::aarch64::emit::{Asm, Cond, Label, V, Width, X};
 
 use super::lanes::{StageRef, stage_bytes};
 use super::twiddle::TwStore;
@@ -332,6 +332,110 @@ fn radix4_pass(stages: &[StageRef], i: usize, n: u32) -> Option<TokenPass> {
 /// Free registers of the radix-4 pass (v8..v11: their low halves are saved by the caller).
 pub const RADIX4_FREE: [V; 4] = [V(8), V(9), V(10), V(11)];
 
+/// The data registers of a fused codelet: `map[i]` holds vector `i` of the iteration (it
+/// starts in v16..v31), and each pair update writes into two free registers and frees the
+/// two it read, so no stage needs a copy.
+pub(super) struct CodeletRegs {
+    pub map: Vec<V>,
+    free: Vec<V>,
+}
+
+impl CodeletRegs {
+    pub fn new() -> CodeletRegs {
+        CodeletRegs {
+            map: (0..16).map(|r| V(16 + r)).collect(),
+            free: RADIX4_FREE.to_vec(),
+        }
+    }
+
+    /// One radix-2 pair in place: `[map[lo], map[hi]] ← [[a, b], [c, d]] · [lo, hi]` with
+    /// the coefficients `coef = [a, b, c, d]` as (register, lane), in the radix-2 stage's
+    /// order (FMUL `lo·a`, `lo·c`, then FMLA `+ hi·b`, `+ hi·d`), so fused passes give the
+    /// unfused bits. False (and an emitter error) if no register is free.
+    pub fn pair(
+        &mut self,
+        asm: &mut Asm,
+        math: Math,
+        (lo_at, hi_at): (usize, usize),
+        coef: [(V, u8); 4],
+        what: &str,
+    ) -> bool {
+        let (lo, hi) = (self.map[lo_at], self.map[hi_at]);
+        let (Some(nl), Some(nh)) = (self.free.pop(), self.free.pop()) else {
+            asm.fail(format!("{what}: no free register"));
+            return false;
+        };
+        let [(a, la), (b, lb), (c, lc), (d, ld)] = coef;
+        math.mul(asm, nl, lo, a, la);
+        math.mul(asm, nh, lo, c, lc);
+        math.mla(asm, nl, hi, b, lb);
+        math.mla(asm, nh, hi, d, ld);
+        self.free.push(lo);
+        self.free.push(hi);
+        self.map[lo_at] = nl;
+        self.map[hi_at] = nh;
+        true
+    }
+}
+
+/// The loop nest of a fused pass: `outer` blocks of `inner` iterations; the inner loop is
+/// marked `hot_loop` when `hot`.
+pub(super) struct PassLoops {
+    outer: Label,
+    inner: Label,
+    outer_n: u32,
+    hot: bool,
+}
+
+impl PassLoops {
+    pub fn open(asm: &mut Asm, outer_n: u32, inner_n: u32, hot: bool) -> PassLoops {
+        if outer_n > 1 {
+            asm.mov_imm(OUTER, i64::from(outer_n));
+        }
+        let outer = asm.new_label();
+        asm.bind(outer);
+        asm.mov_imm(INNER, i64::from(inner_n));
+        let inner = asm.new_label();
+        if hot {
+            asm.mark("hot_loop");
+        }
+        asm.bind(inner);
+        PassLoops {
+            outer,
+            inner,
+            outer_n,
+            hot,
+        }
+    }
+
+    /// Ends an iteration: the data pointer moves `data_step` bytes, each twiddle pointer
+    /// `tw_step`.
+    pub fn close_inner(&self, asm: &mut Asm, twiddles: &[X], data_step: u64, tw_step: u64) {
+        asm.add_imm(BUF, BUF, data_step);
+        for &p in twiddles {
+            asm.add_imm(p, p, tw_step);
+        }
+        asm.subs_imm(INNER, INNER, 1);
+        asm.b_cond(Cond::Ne, self.inner);
+        if self.hot {
+            asm.mark("hot_loop_end");
+        }
+    }
+
+    /// Ends a block (when there is more than one): the pointers skip what the block's
+    /// iterations did not cover.
+    pub fn close_outer(&self, asm: &mut Asm, twiddles: &[X], data_skip: u64, tw_skip: u64) {
+        if self.outer_n > 1 {
+            asm.add_imm(BUF, BUF, data_skip);
+            for &p in twiddles {
+                asm.add_imm(p, p, tw_skip);
+            }
+            asm.subs_imm(OUTER, OUTER, 1);
+            asm.b_cond(Cond::Ne, self.outer);
+        }
+    }
+}
+
 /// Two stages of strides `s`, `2s` fused: per iteration 4 quartets `(p, p+s, p+2s, p+3s)`
 /// of 4-token vectors (16 registers), each stage's twiddles one q load per coefficient and
 /// pair kind (4 consecutive pair indices, one per quartet): 64 FMUL/FMLA by element per
@@ -378,23 +482,12 @@ pub fn radix4(
     } else {
         (1, n / 16, 256, store.off(8))
     };
-    if outer_n > 1 {
-        asm.mov_imm(OUTER, i64::from(outer_n));
-    }
-    let outer = asm.new_label();
-    asm.bind(outer);
-    asm.mov_imm(INNER, i64::from(inner_n));
-    let inner = asm.new_label();
-    if hot {
-        asm.mark("hot_loop");
-    }
-    asm.bind(inner);
-    // map[4k + l]: member k of quartet l.
-    let mut map: Vec<V> = (0..16).map(|r| V(16 + r)).collect();
-    let mut free: Vec<V> = RADIX4_FREE.to_vec();
+    let loops = PassLoops::open(asm, outer_n, inner_n, hot);
+    // regs.map[4k + l]: member k of quartet l.
+    let mut regs = CodeletRegs::new();
     for k in 0..4 {
         for l in 0..4 {
-            asm.ldr(Width::Q, map[(4 * k + l) as usize], BUF, off(k, l));
+            asm.ldr(Width::Q, regs.map[(4 * k + l) as usize], BUF, off(k, l));
         }
     }
     for st in [first, second] {
@@ -429,45 +522,30 @@ pub fn radix4(
                         _ => (V(c), l32 as u8),
                     }
                 };
-                let (lo, hi) = (map[4 * klo + l], map[4 * khi + l]);
-                let (nl, nh) = match (free.pop(), free.pop()) {
-                    (Some(a), Some(b)) => (a, b),
-                    _ => {
-                        asm.fail("tokens radix-4: no free register".into());
-                        return 0;
-                    }
-                };
-                let [(a, la), (b, lb), (c, lc), (d, ld)] = [at(0), at(1), at(2), at(3)];
-                math.mul(asm, nl, lo, a, la);
-                math.mul(asm, nh, lo, c, lc);
-                math.mla(asm, nl, hi, b, lb);
-                math.mla(asm, nh, hi, d, ld);
-                free.push(lo);
-                free.push(hi);
-                map[4 * klo + l] = nl;
-                map[4 * khi + l] = nh;
+                let coef = [at(0), at(1), at(2), at(3)];
+                if !regs.pair(
+                    asm,
+                    math,
+                    (4 * klo + l, 4 * khi + l),
+                    coef,
+                    "tokens radix-4",
+                ) {
+                    return 0;
+                }
             }
         }
     }
     for k in 0..4 {
         for l in 0..4 {
-            asm.str(Width::Q, map[(4 * k + l) as usize], BUF, off(k, l));
+            asm.str(Width::Q, regs.map[(4 * k + l) as usize], BUF, off(k, l));
         }
     }
-    asm.add_imm(BUF, BUF, data_step);
-    asm.add_imm(ta, ta, u64::from(tw_step));
-    asm.add_imm(tb, tb, u64::from(tw_step));
-    asm.subs_imm(INNER, INNER, 1);
-    asm.b_cond(Cond::Ne, inner);
-    if hot {
-        asm.mark("hot_loop_end");
-    }
-    if outer_n > 1 {
-        asm.add_imm(BUF, BUF, u64::from(16 * 3 * s));
-        asm.add_imm(ta, ta, u64::from(store.off(s)));
-        asm.add_imm(tb, tb, u64::from(store.off(s)));
-        asm.subs_imm(OUTER, OUTER, 1);
-        asm.b_cond(Cond::Ne, outer);
-    }
+    loops.close_inner(asm, &[ta, tb], data_step, u64::from(tw_step));
+    loops.close_outer(
+        asm,
+        &[ta, tb],
+        u64::from(16 * 3 * s),
+        u64::from(store.off(s)),
+    );
     64
 }

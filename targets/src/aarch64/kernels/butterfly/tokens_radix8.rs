@@ -16,10 +16,10 @@
 //! reads past the last of them. Each stage is the radix-2 stage's arithmetic (`lo·a` by
 //! FMUL, `+ hi·b` by FMLA), so results are bit-identical to the unfused passes.
 
-use crate::aarch64::emit::{Asm, Cond, V, Width, X};
+use crate::aarch64::emit::{Asm, V, Width, X};
 
 use super::lanes::{StageRef, stage_bytes};
-use super::tokens::{BUF, HI, INNER, Math, OUTER, RADIX4_FREE, TW, buffer};
+use super::tokens::{BUF, CodeletRegs, HI, Math, PassLoops, TW, buffer};
 
 /// The third twiddle pointer (x25 is free between transposes).
 const TW3: X = X(25);
@@ -112,23 +112,12 @@ pub fn radix8(asm: &mut Asm, stages: [StageRef; 3], n: u32, tw: X, math: Math, h
     } else {
         (1, n / 16, 256, store.off(8))
     };
-    if outer_n > 1 {
-        asm.mov_imm(OUTER, i64::from(outer_n));
-    }
-    let outer = asm.new_label();
-    asm.bind(outer);
-    asm.mov_imm(INNER, i64::from(inner_n));
-    let inner = asm.new_label();
-    if hot {
-        asm.mark("hot_loop");
-    }
-    asm.bind(inner);
-    // map[8l + k]: member k of octet l.
-    let mut map: Vec<V> = (0..16).map(|r| V(16 + r)).collect();
-    let mut free: Vec<V> = RADIX4_FREE.to_vec();
+    let loops = PassLoops::open(asm, outer_n, inner_n, hot);
+    // regs.map[8l + k]: member k of octet l.
+    let mut regs = CodeletRegs::new();
     for l in 0..2 {
         for k in 0..8 {
-            asm.ldr(Width::Q, map[(8 * l + k) as usize], BUF, 16 * x(l, k));
+            asm.ldr(Width::Q, regs.map[(8 * l + k) as usize], BUF, 16 * x(l, k));
         }
     }
     for (st, base) in stages.iter().zip(ptrs) {
@@ -179,51 +168,27 @@ pub fn radix8(asm: &mut Asm, stages: [StageRef; 3], n: u32, tw: X, math: Math, h
                             }
                         }
                     }
-                    let (ilo, ihi) = ((8 * l + k) as usize, (8 * l + k + rel) as usize);
-                    let (lo, hi) = (map[ilo], map[ihi]);
-                    let (nl, nh) = match (free.pop(), free.pop()) {
-                        (Some(a), Some(b)) => (a, b),
-                        _ => {
-                            asm.fail("tokens radix-8: no free register".into());
-                            return 0;
-                        }
-                    };
-                    let [(a, la), (b, lb), (c, lc), (d, ld)] = coef;
-                    math.mul(asm, nl, lo, a, la);
-                    math.mul(asm, nh, lo, c, lc);
-                    math.mla(asm, nl, hi, b, lb);
-                    math.mla(asm, nh, hi, d, ld);
-                    free.push(lo);
-                    free.push(hi);
-                    map[ilo] = nl;
-                    map[ihi] = nh;
+                    let at = ((8 * l + k) as usize, (8 * l + k + rel) as usize);
+                    if !regs.pair(asm, math, at, coef, "tokens radix-8") {
+                        return 0;
+                    }
                 }
             }
         }
     }
     for l in 0..2 {
         for k in 0..8 {
-            asm.str(Width::Q, map[(8 * l + k) as usize], BUF, 16 * x(l, k));
+            asm.str(Width::Q, regs.map[(8 * l + k) as usize], BUF, 16 * x(l, k));
         }
     }
-    asm.add_imm(BUF, BUF, data_step);
-    for p in ptrs {
-        asm.add_imm(p, p, u64::from(tw_step));
-    }
-    asm.subs_imm(INNER, INNER, 1);
-    asm.b_cond(Cond::Ne, inner);
-    if hot {
-        asm.mark("hot_loop_end");
-    }
-    if outer_n > 1 {
-        // Skip the other 7·s elements of the m block (the inner loop covered p .. p+s).
-        asm.add_imm(BUF, BUF, u64::from(16 * 7 * s));
-        for p in ptrs {
-            asm.add_imm(p, p, u64::from(store.off(3 * s)));
-        }
-        asm.subs_imm(OUTER, OUTER, 1);
-        asm.b_cond(Cond::Ne, outer);
-    }
+    loops.close_inner(asm, &ptrs, data_step, u64::from(tw_step));
+    // Skip the other 7·s elements of the m block (the inner loop covered p .. p+s).
+    loops.close_outer(
+        asm,
+        &ptrs,
+        u64::from(16 * 7 * s),
+        u64::from(store.off(3 * s)),
+    );
     96
 }
 
