@@ -44,6 +44,15 @@ fn logits(g: &Graph) -> Vec<f64> {
     out[0].floats().expect("floats").to_vec()
 }
 
+/// The display names of the sites `quantize_graph` rotated.
+fn rotated_sites(applied: &[Applied]) -> Vec<String> {
+    applied
+        .iter()
+        .filter(|a| a.scheme == Scheme::Int8Rotated)
+        .map(|a| a.site.display_name())
+        .collect()
+}
+
 fn round_trips(g: &Graph) {
     let text = print_graph(g);
     let again = parse_graph(&SourceFile::new("q.bfir", text.clone())).expect("parses back");
@@ -115,11 +124,7 @@ fn an_odd_input_width_is_not_rotated() {
     let plan = QuantPlan::from_spec(&spec).expect("a section");
     let mut g = g0.clone();
     let applied = quantize_graph(&mut g, &plan, &|_, _| true).expect("quantizes");
-    let rotated: Vec<String> = applied
-        .iter()
-        .filter(|a| a.scheme == Scheme::Int8Rotated)
-        .map(|a| a.site.display_name())
-        .collect();
+    let rotated = rotated_sites(&applied);
     assert_eq!(rotated, ["layers.0.mlp.down"]);
     assert_eq!(verify(&g), Ok(()));
 }
@@ -132,11 +137,7 @@ fn by_default_only_mlp_down_is_rotated() {
     assert_eq!(plan.rotate, Rotate::Globs(vec!["*.mlp.down".into()]));
     let mut g = g0.clone();
     let applied = quantize_graph(&mut g, &plan, &|_, _| true).expect("quantizes");
-    let rotated: Vec<String> = applied
-        .iter()
-        .filter(|a| a.scheme == Scheme::Int8Rotated)
-        .map(|a| a.site.display_name())
-        .collect();
+    let rotated = rotated_sites(&applied);
     assert_eq!(rotated, ["layers.0.mlp.down"]);
     for (rest, want) in [
         ("quantize { rotate = false }", Rotate::None),
