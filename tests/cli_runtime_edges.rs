@@ -251,7 +251,7 @@ fn demo_trains_samples_and_points_at_inspect() {
 
 /// Point 4: bad `train` inputs fail before anything is compiled or written, each with its
 /// own message: --data a directory, -o a file, --seconds not a positive number,
-/// --val-batches 0.
+/// --val-batches 0, --steps 0, a thread count out of range.
 #[test]
 fn bad_train_options_fail_with_their_own_message() {
     let dir = scratch("train-options");
@@ -285,6 +285,21 @@ fn bad_train_options_fail_with_their_own_message() {
     }
     let e = train(&["--val-batches", "0", "-o", s(&out)]);
     assert!(e.contains("--val-batches must be at least 1"), "{e}");
+    let e = fails(&[
+        "train",
+        SPEC,
+        "--data",
+        s(&data),
+        "--steps",
+        "0",
+        "-o",
+        s(&out),
+    ]);
+    assert!(e.contains("--steps must be at least 1"), "{e}");
+    for threads in ["10000", "x"] {
+        let e = train(&["--threads", threads, "-o", s(&out)]);
+        assert!(e.contains("thread"), "--threads {threads}: {e}");
+    }
     assert!(!out.exists(), "nothing may be written for a refused run");
 }
 

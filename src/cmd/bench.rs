@@ -35,7 +35,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
     /// Worker threads (default: one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = super::parse_threads)]
     pub threads: usize,
     /// Measure training steps of a spec (random batches) instead of inference.
     #[arg(long)]

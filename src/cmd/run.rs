@@ -67,7 +67,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
     /// Worker threads (default: one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = super::parse_threads)]
     pub threads: usize,
     /// A LoRA adapter file (from `bfly train` with `trainable = lora`) replacing the
     /// model's adapters; no recompilation.

@@ -58,7 +58,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Worker threads (default: one per core). Results are identical for any count.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = super::parse_threads)]
     pub threads: usize,
 }
 
@@ -399,6 +399,9 @@ fn check_args(args: &TrainArgs) -> Result<(), String> {
             "error: --val-batches must be at least 1 (validation loss is the mean over them)"
                 .into(),
         );
+    }
+    if args.steps == Some(0) {
+        return Err("error: --steps must be at least 1 (0 would write an untrained model)".into());
     }
     let ckpt = args.out.join("checkpoint.safetensors");
     let resumes_it =

@@ -31,7 +31,7 @@ pub struct DemoArgs {
     #[arg(short, long, default_value = "bfly-demo")]
     pub out: PathBuf,
     /// Worker threads (default: one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cmd::parse_threads)]
     pub threads: usize,
     /// Tokens to generate after training.
     #[arg(short = 'n', long = "tokens", default_value_t = 96)]
