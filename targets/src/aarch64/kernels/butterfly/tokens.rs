@@ -179,17 +179,7 @@ pub fn stage(asm: &mut Asm, st: StageRef, n: u32, tw: X, math: Math, hot: bool) 
     } else {
         (1, n / 8)
     };
-    if outer_n > 1 {
-        asm.mov_imm(OUTER, i64::from(outer_n));
-    }
-    let outer = asm.new_label();
-    asm.bind(outer);
-    asm.mov_imm(INNER, i64::from(inner_n));
-    let inner = asm.new_label();
-    if hot {
-        asm.mark("hot_loop");
-    }
-    asm.bind(inner);
+    let loops = PassLoops::open(asm, outer_n, inner_n, hot);
     asm.ld1_4s(V(16), 4, BUF, false);
     asm.ld1_4s(V(20), 4, HI, false);
     for k in 0..4u32 {
@@ -208,20 +198,9 @@ pub fn stage(asm: &mut Asm, st: StageRef, n: u32, tw: X, math: Math, hot: bool) 
     let step = if s >= 4 { 64 } else { 128 };
     asm.st1_4s(V(24), 4, BUF, false);
     asm.st1_4s(V(28), 4, HI, false);
-    asm.add_imm(BUF, BUF, step);
-    asm.add_imm(HI, HI, step);
-    asm.subs_imm(INNER, INNER, 1);
-    asm.b_cond(Cond::Ne, inner);
-    if hot {
-        asm.mark("hot_loop_end");
-    }
-    if outer_n > 1 {
-        // Skip the partners' block.
-        asm.add_imm(BUF, BUF, u64::from(16 * s));
-        asm.add_imm(HI, HI, u64::from(16 * s));
-        asm.subs_imm(OUTER, OUTER, 1);
-        asm.b_cond(Cond::Ne, outer);
-    }
+    // The partners' pointer moves with the data; a block end skips the partners' block.
+    loops.close_inner(asm, &[HI], step, step);
+    loops.close_outer(asm, &[HI], u64::from(16 * s), u64::from(16 * s));
     16
 }
 
@@ -408,12 +387,12 @@ impl PassLoops {
         }
     }
 
-    /// Ends an iteration: the data pointer moves `data_step` bytes, each twiddle pointer
-    /// `tw_step`.
-    pub fn close_inner(&self, asm: &mut Asm, twiddles: &[X], data_step: u64, tw_step: u64) {
+    /// Ends an iteration: the data pointer moves `data_step` bytes, each of the `others`
+    /// (twiddle or partner pointers) `step`.
+    pub fn close_inner(&self, asm: &mut Asm, others: &[X], data_step: u64, step: u64) {
         asm.add_imm(BUF, BUF, data_step);
-        for &p in twiddles {
-            asm.add_imm(p, p, tw_step);
+        for &p in others {
+            asm.add_imm(p, p, step);
         }
         asm.subs_imm(INNER, INNER, 1);
         asm.b_cond(Cond::Ne, self.inner);
@@ -424,11 +403,11 @@ impl PassLoops {
 
     /// Ends a block (when there is more than one): the pointers skip what the block's
     /// iterations did not cover.
-    pub fn close_outer(&self, asm: &mut Asm, twiddles: &[X], data_skip: u64, tw_skip: u64) {
+    pub fn close_outer(&self, asm: &mut Asm, others: &[X], data_skip: u64, skip: u64) {
         if self.outer_n > 1 {
             asm.add_imm(BUF, BUF, data_skip);
-            for &p in twiddles {
-                asm.add_imm(p, p, tw_skip);
+            for &p in others {
+                asm.add_imm(p, p, skip);
             }
             asm.subs_imm(OUTER, OUTER, 1);
             asm.b_cond(Cond::Ne, self.outer);
