@@ -95,8 +95,8 @@ pub fn rotate_graph(g: &mut Graph, plan: &QuantPlan) -> Result<usize, IrError> {
             continue;
         };
         let mut new_ops = ops.clone();
-        new_ops[0] = rotator.activation(g, ops[0], n, site.loc)?;
-        new_ops[1] = rotator.weight(g, ops[1], n, site.loc)?;
+        new_ops[0] = rotator.rotate(g, ops[0], n, site.loc)?;
+        new_ops[1] = rotator.rotate(g, ops[1], n, site.loc)?;
         let y = g.add1(Op::Matmul, &new_ops, site.loc)?;
         g.replace_uses(Value::first(site.node), y);
         replaced.push(site.node);
@@ -136,8 +136,8 @@ impl Rewriter<'_> {
                 if scheme == Scheme::Int8Rotated {
                     let n = site_block(self.g, w)
                         .ok_or_else(|| IrError::new(format!("site {id} cannot be rotated")))?;
-                    x = self.rotator.activation(self.g, x, n, loc)?;
-                    w = self.rotator.weight(self.g, w, n, loc)?;
+                    x = self.rotator.rotate(self.g, x, n, loc)?;
+                    w = self.rotator.rotate(self.g, w, n, loc)?;
                 }
                 self.dense_int8(x, w, bias, loc)?
             }

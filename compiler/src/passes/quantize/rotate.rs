@@ -69,8 +69,7 @@ pub fn is_rotation(g: &Graph, id: NodeId) -> bool {
 #[derive(Default)]
 pub struct Rotator {
     twiddles: HashMap<(u64, u64), Value>,
-    activations: HashMap<(Value, u64), Value>,
-    weights: HashMap<(Value, u64), Value>,
+    rotated: HashMap<(Value, u64), Value>,
 }
 
 impl Rotator {
@@ -114,35 +113,21 @@ impl Rotator {
         g.add1(op, &[v, tw], loc)
     }
 
-    /// `H x` (run time), shared per `(x, n)`.
-    pub fn activation(
+    /// `H v` over the last axis of `v`, shared per `(v, n)`. The same op rotates both sides of
+    /// a site: an activation `x` (`H x`, run time) and a weight `W` (row `i` of `W Hᵀ` is `H wᵢ`
+    /// since `H` is symmetric; weight time, as it reads parameters only).
+    pub fn rotate(
         &mut self,
         g: &mut Graph,
-        x: Value,
+        v: Value,
         n: u64,
         loc: Option<Loc>,
     ) -> Result<Value, IrError> {
-        if let Some(&r) = self.activations.get(&(x, n)) {
+        if let Some(&r) = self.rotated.get(&(v, n)) {
             return Ok(r);
         }
-        let r = self.hadamard(g, x, n, loc)?;
-        self.activations.insert((x, n), r);
-        Ok(r)
-    }
-
-    /// `W Hᵀ` (weight time), shared per `(w, n)`.
-    pub fn weight(
-        &mut self,
-        g: &mut Graph,
-        w: Value,
-        n: u64,
-        loc: Option<Loc>,
-    ) -> Result<Value, IrError> {
-        if let Some(&r) = self.weights.get(&(w, n)) {
-            return Ok(r);
-        }
-        let r = self.hadamard(g, w, n, loc)?;
-        self.weights.insert((w, n), r);
+        let r = self.hadamard(g, v, n, loc)?;
+        self.rotated.insert((v, n), r);
         Ok(r)
     }
 }
