@@ -69,37 +69,14 @@ fn run(seed: u64, batch: Option<usize>, t: usize, s: Shape) {
     }
 }
 
-fn random_shape(rng: &mut SplitMix64) -> Shape {
-    let log = 1 + rng.next_u64() % 9; // n = 2 ..= 512
-    let n = 1u64 << log;
-    let n_in = if n == 2 {
-        2
-    } else {
-        n / 2 + 1 + rng.next_u64() % (n / 2)
-    };
-    let n_out = 1 + rng.next_u64() % (3 * n);
-    let epi = match rng.next_u64() % 5 {
-        0 => Epi::Add,
-        1 => Epi::SiluMul,
-        2 => Epi::Gelu,
-        _ => Epi::None,
-    };
-    Shape {
-        n_in,
-        n_out,
-        groups: 1 + rng.next_u64() % 3,
-        blocks: 1 + rng.next_u64() % 2,
-        inc: rng.next_u64().is_multiple_of(2),
-        bias: rng.next_u64().is_multiple_of(3),
-        epi,
-    }
-}
-
 #[test]
 fn random_shapes_and_token_counts() {
     let mut rng = SplitMix64::new(0xb0f1);
     for case in 0..36u64 {
-        let s = random_shape(&mut rng);
+        let s = Shape::random(
+            &mut rng,
+            &[Epi::Add, Epi::SiluMul, Epi::Gelu, Epi::None, Epi::None],
+        );
         let t = [1, 2, 3, 4, 5, 8][(case % 6) as usize];
         let batch = (case % 7 == 3).then_some(2);
         run(case, batch, t, s);

@@ -213,35 +213,11 @@ fn run(seed: u64, batch: Option<usize>, t: usize, s: Shape) {
     check_f16(&p16, &s);
 }
 
-fn random_shape(rng: &mut SplitMix64) -> Shape {
-    let log = 1 + rng.next_u64() % 9; // n = 2 ..= 512
-    let n = 1u64 << log;
-    let n_in = if n == 2 {
-        2
-    } else {
-        n / 2 + 1 + rng.next_u64() % (n / 2)
-    };
-    let epi = match rng.next_u64() % 4 {
-        0 => Epi::Add,
-        1 => Epi::SiluMul,
-        _ => Epi::None,
-    };
-    Shape {
-        n_in,
-        n_out: 1 + rng.next_u64() % (3 * n),
-        groups: 1 + rng.next_u64() % 3,
-        blocks: 1 + rng.next_u64() % 2,
-        inc: rng.next_u64().is_multiple_of(2),
-        bias: rng.next_u64().is_multiple_of(3),
-        epi,
-    }
-}
-
 #[test]
 fn random_shapes_and_token_counts() {
     let mut rng = SplitMix64::new(0xf16b);
     for case in 0..30u64 {
-        let s = random_shape(&mut rng);
+        let s = Shape::random(&mut rng, &[Epi::Add, Epi::SiluMul, Epi::None, Epi::None]);
         let t = 1 + (rng.next_u64() % 20) as usize;
         let batch = (case % 7 == 3).then_some(2);
         let t = if batch.is_some() { t.min(8) } else { t };

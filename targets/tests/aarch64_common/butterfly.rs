@@ -4,6 +4,7 @@
 
 use super::fuse;
 use crate::lower_common::{Case, Prepared};
+use bfly_ir::init::SplitMix64;
 use bfly_ir::{Op, StrideOrder, Value, butterfly_width};
 
 #[derive(Clone, Copy, Debug)]
@@ -26,6 +27,31 @@ pub struct Shape {
 }
 
 impl Shape {
+    /// A random layer: n = 2 ..= 512, n_in in the upper half of the width (so the kernel pads),
+    /// n_out up to 3n (truncated or stacked), 1–3 groups, 1–2 blocks, either stride order,
+    /// a bias one time in three, and an epilogue drawn from `epilogues` (repeat `Epi::None`
+    /// to weight it).
+    pub fn random(rng: &mut SplitMix64, epilogues: &[Epi]) -> Shape {
+        let log = 1 + rng.next_u64() % 9;
+        let n = 1u64 << log;
+        let n_in = if n == 2 {
+            2
+        } else {
+            n / 2 + 1 + rng.next_u64() % (n / 2)
+        };
+        let n_out = 1 + rng.next_u64() % (3 * n);
+        let epi = epilogues[(rng.next_u64() % epilogues.len() as u64) as usize];
+        Shape {
+            n_in,
+            n_out,
+            groups: 1 + rng.next_u64() % 3,
+            blocks: 1 + rng.next_u64() % 2,
+            inc: rng.next_u64().is_multiple_of(2),
+            bias: rng.next_u64().is_multiple_of(3),
+            epi,
+        }
+    }
+
     /// The butterfly width (n_in rounded up to a power of two).
     pub fn n(&self) -> u64 {
         butterfly_width(self.n_in)
