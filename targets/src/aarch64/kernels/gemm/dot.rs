@@ -482,15 +482,7 @@ fn emit_tile(a: &mut Asm, lay: &Layout, xs: u64, k4: usize, kt: usize, hot: bool
             a.mark("hot_loop_end");
         }
     }
-    for _ in 0..k4 % lay.sets {
-        step(a, Width::Q);
-    }
-    if kt > 0 {
-        a.comment(format!("k tail: {kt} scalar step(s)"));
-    }
-    for _ in 0..kt {
-        step(a, Width::S);
-    }
+    k_leftovers(a, k4 % lay.sets, kt, step);
     a.comment("reduce: 4 partial-sum vectors per row → the row's 4 column sums");
     for s in 1..lay.sets {
         for i in 0..r {
@@ -563,15 +555,7 @@ fn emit_row_tile(a: &mut Asm, xs: u64, k4: usize, kt: usize, half: bool) {
             a.fmla_4s(acc(0, j), xv(0), v(20 + j));
         }
     };
-    for _ in 0..k4 % 4 {
-        step(a, Width::Q);
-    }
-    if kt > 0 {
-        a.comment(format!("k tail: {kt} scalar step(s)"));
-    }
-    for _ in 0..kt {
-        step(a, Width::S);
-    }
+    k_leftovers(a, k4 % 4, kt, step);
     a.comment("reduce: sets 1..3 into set 0, then the 4 column sums");
     for s in 1..4 {
         for j in 0..4 {
@@ -582,6 +566,19 @@ fn emit_row_tile(a: &mut Asm, xs: u64, k4: usize, kt: usize, half: bool) {
 }
 
 /// Points `XP[..r]` at the tile's x rows (`xs` bytes apart) and `WP` at the quad's w rows.
+/// The k-steps after the unrolled loop: `quads` whole 4-lane steps, then `kt` scalar ones.
+fn k_leftovers(a: &mut Asm, quads: usize, kt: usize, step: impl Fn(&mut Asm, Width)) {
+    for _ in 0..quads {
+        step(a, Width::Q);
+    }
+    if kt > 0 {
+        a.comment(format!("k tail: {kt} scalar step(s)"));
+    }
+    for _ in 0..kt {
+        step(a, Width::S);
+    }
+}
+
 pub(super) fn tile_pointers(a: &mut Asm, r: usize, xs: u64) {
     a.mul_imm(T0, ROW, xs);
     a.add(XP[0], XG, T0);
